@@ -1,0 +1,192 @@
+"""The VAE: an encoder to a `DiagonalGaussian`, a decoder to pixel likelihood parameters.
+
+`mlp` with hidden=(400,) and latent_dim=20 is the pytorch/examples VAE (784-400-20-400-784).
+`conv` stacks stride-2 convolutions, so it works for any H, W in 8..64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vae.config import ModelConfig
+from vae.distributions import DiagonalGaussian
+
+
+def _conv_out(size: int) -> int:
+    return (size + 2 - 3) // 2 + 1  # kernel 3, stride 2, padding 1
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, h, w = cfg.image_shape
+        layers: list[nn.Module] = []
+        width = c * h * w
+        for hid in cfg.hidden:
+            layers += [nn.Linear(width, hid), nn.ReLU()]
+            width = hid
+        self.body = nn.Sequential(nn.Flatten(), *layers)
+        self.out = nn.Linear(width, 2 * cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x))  # (B, 2D)
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.shape = cfg.image_shape
+        layers: list[nn.Module] = []
+        width = cfg.latent_dim
+        for hid in reversed(cfg.hidden):
+            layers += [nn.Linear(width, hid), nn.ReLU()]
+            width = hid
+        self.body = nn.Sequential(*layers, nn.Linear(width, math.prod(self.shape)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z).view(-1, *self.shape)  # (B, C, H, W)
+
+
+class ConvEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, h, w = cfg.image_shape
+        layers: list[nn.Module] = []
+        for ch in cfg.hidden:
+            layers += [nn.Conv2d(c, ch, 3, stride=2, padding=1), nn.SiLU()]
+            c, h, w = ch, _conv_out(h), _conv_out(w)
+        layers.append(nn.Flatten())
+        width = c * h * w
+        if cfg.dense:
+            layers += [nn.Linear(width, cfg.dense), nn.SiLU()]
+            width = cfg.dense
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(width, 2 * cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(x))  # (B, 2D)
+
+
+class ConvDecoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, h, w = cfg.image_shape
+        self.out_hw = (h, w)
+        for _ in cfg.hidden:
+            h, w = _conv_out(h), _conv_out(w)
+        self.start = (cfg.hidden[-1], h, w)
+        width = cfg.latent_dim
+        fc: list[nn.Module] = []
+        if cfg.dense:
+            fc += [nn.Linear(width, cfg.dense), nn.SiLU()]
+            width = cfg.dense
+        fc += [nn.Linear(width, math.prod(self.start)), nn.SiLU()]
+        self.fc = nn.Sequential(*fc)
+        chans = list(reversed(cfg.hidden))
+        ups: list[nn.Module] = []
+        for a, b in zip(chans, chans[1:]):
+            ups += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.SiLU()]
+        ups.append(nn.ConvTranspose2d(chans[-1], c, 4, stride=2, padding=1))
+        self.ups = nn.Sequential(*ups)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        y = self.ups(self.fc(z).view(-1, *self.start))  # (B, C, >=H, >=W)
+        h, w = self.out_hw
+        return y[..., :h, :w]  # (B, C, H, W)
+
+
+class VAE(nn.Module):
+    """A VAE with a diagonal Gaussian posterior and a standard normal prior."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        if config.arch == "mlp":
+            self.encoder, self.decoder = MLPEncoder(config), MLPDecoder(config)
+        else:
+            self.encoder, self.decoder = ConvEncoder(config), ConvDecoder(config)
+        if config.likelihood == "gaussian" and config.sigma_mode == "learned":
+            self.log_sigma = nn.Parameter(torch.full(config.image_shape, math.log(config.sigma)))
+
+    # --- core -------------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        mean, logvar = self.encoder(x).chunk(2, dim=-1)  # (B, D), (B, D)
+        return DiagonalGaussian(mean, logvar)
+
+    def decode_params(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw decoder output: Bernoulli logits, or the pre-sigmoid Gaussian mean. (B, C, H, W)."""
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Image-space mean in [0, 1], (B, C, H, W)."""
+        return torch.sigmoid(self.decode_params(z))
+
+    def pixel_sigma(self) -> torch.Tensor:
+        """Per-pixel σ of the Gaussian likelihood, (C, H, W) or a scalar tensor."""
+        if hasattr(self, "log_sigma"):
+            return self.log_sigma.clamp(-7.0, 2.0).exp()
+        p = next(self.parameters())
+        return torch.tensor(self.config.sigma, device=p.device, dtype=p.dtype)
+
+    def log_likelihood(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) summed over pixels. params: (..., C, H, W), x broadcastable. Returns (...)."""
+        if self.config.likelihood == "bernoulli":
+            x = x.expand_as(params)
+            ll = -F.binary_cross_entropy_with_logits(params, x, reduction="none")
+        else:
+            mu, sigma = torch.sigmoid(params), self.pixel_sigma()
+            ll = -0.5 * (((x - mu) / sigma) ** 2 + 2 * torch.log(sigma) + math.log(2 * math.pi))
+        return ll.flatten(-3).sum(-1)
+
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, DiagonalGaussian, torch.Tensor]:
+        """Returns (decoder params, posterior, z)."""
+        q = self.encode(x)
+        z = q.sample(generator)  # (B, D)
+        return self.decode_params(z), q, z
+
+    # --- explorer verbs (deterministic, no grad) ---------------------------------------------
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Posterior means, (B, D)."""
+        return self.encode(x).mode()
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x).mode())
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        p = next(self.parameters())
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=p.device)
+        return self.decode(z.to(p.dtype))
+
+    @torch.no_grad()
+    def interpolate(
+        self, z0: torch.Tensor, z1: torch.Tensor, steps: int = 8, mode: str = "lerp"
+    ) -> torch.Tensor:
+        """Decodings along the path z0 -> z1, (steps, C, H, W)."""
+        return self.decode(interpolate_path(z0, z1, steps, mode))
+
+
+def interpolate_path(z0: torch.Tensor, z1: torch.Tensor, steps: int, mode: str = "lerp") -> torch.Tensor:
+    """Points from z0 to z1 inclusive, (steps, D). slerp follows White 2016, 'Sampling Generative Networks'."""
+    if steps < 2:
+        raise ValueError("steps must be >= 2")
+    z0, z1 = z0.reshape(-1), z1.reshape(-1)
+    t = torch.linspace(0, 1, steps, device=z0.device, dtype=z0.dtype)[:, None]  # (S, 1)
+    if mode == "lerp":
+        return (1 - t) * z0 + t * z1
+    if mode != "slerp":
+        raise ValueError(f"mode must be 'lerp' or 'slerp', got {mode!r}")
+    cos = torch.dot(z0 / z0.norm().clamp_min(1e-8), z1 / z1.norm().clamp_min(1e-8)).clamp(-1, 1)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-4:  # nearly parallel: slerp degenerates to lerp
+        return (1 - t) * z0 + t * z1
+    so = torch.sin(omega)
+    return torch.sin((1 - t) * omega) / so * z0 + torch.sin(t * omega) / so * z1
