@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from vae.config import ConfigError, ModelConfig
-from vae.model import VAE
+from vae.model import VAE, unwrap
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -59,7 +59,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def atomic_save_tensors(
-    path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+    path: str | os.PathLike,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, str] | None = None,
 ) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     atomic_write_bytes(path, save(tensors, metadata=metadata))
@@ -114,11 +116,11 @@ def save_model(
     """Write weights first, then the config, both atomically."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.float() for k, v in _unwrap(model).state_dict().items()}
+    state = {k: v.float() for k, v in unwrap(model).state_dict().items()}
     atomic_save_tensors(run_dir / WEIGHTS_FILE, state, {"format_version": str(FORMAT_VERSION)})
     cfg = {
         "format_version": FORMAT_VERSION,
-        "model": _unwrap(model).config.to_dict(),
+        "model": unwrap(model).config.to_dict(),
         "dataset": dataset or {},
         "train": train or {},
         "command": command,
@@ -130,15 +132,10 @@ def save_model(
     return run_dir
 
 
-def _unwrap(model: torch.nn.Module) -> VAE:
-    model = getattr(model, "module", model)  # DDP
-    return getattr(model, "_orig_mod", model)  # torch.compile
-
-
 def _now() -> str:
     import datetime as dt
 
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -224,7 +221,8 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{weights} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            f"{weights} does not match its config: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
     for k, v in state.items():
         if v.shape != expected[k].shape:

@@ -36,7 +36,7 @@ class DiagonalGaussian:
         return self.kl_per_dim().sum(-1)  # (B,)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """log q(z) summed over the last dimension; z may carry extra leading dims, e.g. (K, B, D)."""
+        """log q(z) summed over the last dim; z may have extra leading dims, e.g. (K, B, D)."""
         return -0.5 * (LOG_2PI + self.logvar + (z - self.mean).pow(2) / self.var).sum(-1)
 
 

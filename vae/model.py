@@ -88,7 +88,7 @@ class ConvDecoder(nn.Module):
         self.fc = nn.Sequential(*fc)
         chans = list(reversed(cfg.hidden))
         ups: list[nn.Module] = []
-        for a, b in zip(chans, chans[1:]):
+        for a, b in zip(chans, chans[1:], strict=False):
             ups += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.SiLU()]
         ups.append(nn.ConvTranspose2d(chans[-1], c, 4, stride=2, padding=1))
         self.ups = nn.Sequential(*ups)
@@ -174,8 +174,19 @@ class VAE(nn.Module):
         return self.decode(interpolate_path(z0, z1, steps, mode))
 
 
-def interpolate_path(z0: torch.Tensor, z1: torch.Tensor, steps: int, mode: str = "lerp") -> torch.Tensor:
-    """Points from z0 to z1 inclusive, (steps, D). slerp follows White 2016, 'Sampling Generative Networks'."""
+def unwrap(model: nn.Module) -> VAE:
+    """The bare `VAE` inside a DistributedDataParallel and/or torch.compile wrapper."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def interpolate_path(
+    z0: torch.Tensor, z1: torch.Tensor, steps: int, mode: str = "lerp"
+) -> torch.Tensor:
+    """Points from z0 to z1 inclusive, (steps, D).
+
+    slerp follows White 2016, "Sampling Generative Networks".
+    """
     if steps < 2:
         raise ValueError("steps must be >= 2")
     z0, z1 = z0.reshape(-1), z1.reshape(-1)

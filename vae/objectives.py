@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from vae.distributions import standard_normal_log_prob
-from vae.model import VAE
+from vae.model import VAE, unwrap
 
 
 @dataclass
@@ -34,8 +34,8 @@ def elbo(
     β scales the KL (Higgins et al. 2017). Free bits (Kingma et al. 2016, Eq. 15) replace each
     dimension's batch-mean KL by max(λ, KL_d) in the loss only.
     """
-    params, q, _ = model(x, generator)
-    ll = model.log_likelihood(params.float(), x.float())  # (B,)
+    params, q, _ = model(x, generator)  # model may be wrapped by DDP or torch.compile
+    ll = unwrap(model).log_likelihood(params.float(), x.float())  # (B,)
     kl_d = q.kl_per_dim().float()  # (B, D)
     kl_per_dim = kl_d.mean(0)  # (D,)
     recon = -ll.mean()
