@@ -72,6 +72,16 @@ def seeded_split(n: int, split: str, seed: int = 0, test_fraction: float = 0.15)
     return perm[:n_test].sort().values if split == "test" else perm[n_test:].sort().values
 
 
+def guess_ink(x: torch.Tensor) -> str:
+    """Mostly dark images carry bright ink ("ink-high"); mostly light ones dark ink ("ink-low")."""
+    return INK_HIGH if float(x.mean()) < 0.5 else INK_LOW
+
+
+def looks_binary(x: torch.Tensor, tol: float = 0.1, share: float = 0.9) -> bool:
+    """True when at least `share` of the pixels lie within `tol` of 0 or 1 (Bernoulli-friendly)."""
+    return bool(((x < tol) | (x > 1 - tol)).float().mean() >= share)
+
+
 def subset(ds: ImageDataset, idx: torch.Tensor) -> ImageDataset:
     return ImageDataset(
         name=ds.name,
