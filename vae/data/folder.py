@@ -34,7 +34,10 @@ def image_files(folder: Path, recursive: bool) -> list[Path]:
 
 
 def scan(root: Path) -> tuple[list[Path], list[int] | None, list[str] | None]:
-    """Files, and labels + class names when `root` has class subfolders holding images."""
+    """Files, and labels + class names when `root` has class subfolders holding images.
+
+    With class subfolders, loose files directly in `root` are ignored.
+    """
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     per_class = {c: image_files(root / c, recursive=True) for c in classes}
     classes = [c for c in classes if per_class[c]]
@@ -73,7 +76,10 @@ def load_folder(
         raise DatasetError(f"image_size must be {MIN_SIZE}..{MAX_SIZE} pixels, got {image_size!r}")
     if channels not in (None, 1, 3):
         raise DatasetError(f"channels must be 1 (grayscale), 3 (RGB) or None, got {channels!r}")
-    files, labels, classes = scan(root)
+    try:
+        files, labels, classes = scan(root)
+    except OSError as e:
+        raise DatasetError(f"cannot list the images in {root.resolve()}: {e}") from None
     if not files:
         raise DatasetError(
             f"no images found in {root.resolve()} (looked for {', '.join(SUFFIXES)} files, "
