@@ -1,7 +1,84 @@
-"""VAE Latent Explorer (placeholder until the explorer pages land)."""
+"""VAE Latent Explorer: the frame around the pages (navigation, model picker, dataset, device).
+
+Run with `streamlit run app.py`. Each page is a flat script in pages/; to add one, add a row to
+PAGES. Rows whose script does not exist yet are skipped.
+"""
+
+from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="VAE Latent Explorer", page_icon="🧭", layout="wide")
-st.title("VAE Latent Explorer")
-st.write("The explorer pages are being built. Train a model with `python -m vae.train`.")
+from vae.checkpoint import CheckpointError
+from vae.data import DatasetError
+from vae.imageio import ImageError
+from vae.ui import data, models, state
+
+st.set_page_config(
+    page_title="VAE Latent Explorer",
+    page_icon="🧭",
+    layout="wide",
+    initial_sidebar_state="expanded",
+)
+
+ROOT = Path(__file__).resolve().parent
+
+# (script, title, icon, url path). The first row is the home page.
+PAGES = [
+    ("pages/explore.py", "Explore", ":material/explore:", "explore"),
+    ("pages/encode.py", "Encode an image", ":material/upload:", "encode"),
+    ("pages/traverse.py", "Traverse", ":material/linear_scale:", "traverse"),
+    ("pages/interpolate.py", "Interpolate", ":material/timeline:", "interpolate"),
+    ("pages/diagnostics.py", "Diagnostics", ":material/monitoring:", "diagnostics"),
+    ("pages/demos.py", "Demos", ":material/school:", "demos"),
+    ("pages/train.py", "Train", ":material/model_training:", "train"),
+]
+
+pages = {
+    url: st.Page(script, title=title, icon=icon, url_path=url, default=(i == 0))
+    for i, (script, title, icon, url) in enumerate(PAGES)
+    if (ROOT / script).is_file()
+}
+
+state.init()
+page = st.navigation(list(pages.values()))
+wanted = state.take_url_page()
+if (
+    wanted in pages
+    and wanted != page.url_path
+    and not (wanted == "explore" and page.url_path == "")
+):
+    st.switch_page(pages[wanted])
+
+# --- sidebar --------------------------------------------------------------------------------------
+with st.sidebar:
+    st.markdown("### 🧭 VAE Latent Explorer")
+entry = models.picker()
+run = None
+if entry is not None:
+    try:
+        run = models.load(entry)
+    except CheckpointError as e:
+        st.sidebar.error(f"Could not load this model: {e}")
+if run is not None:
+    c, h, w = run.config.image_shape
+    st.sidebar.caption(
+        f"{w}×{h} {'colour' if c == 3 else 'grey'} images · {run.config.latent_dim}-d latent · "
+        f"{run.config.arch.upper()} · {run.config.likelihood} decoder"
+    )
+    data.dataset_panel(run)
+models.add_model_panel()
+st.sidebar.caption(f"⚙️ Running on **{models.device_name()}**")
+
+# --- the page -------------------------------------------------------------------------------------
+try:
+    page.run()
+except (CheckpointError, DatasetError, ImageError) as e:
+    st.error(str(e), icon="🚫")
+except Exception as e:  # a bug: say so plainly, keep the details one click away
+    st.error(
+        f"Something went wrong on this page ({type(e).__name__}: {e}). Try another model or "
+        "reload the page; if it keeps happening, please report it with the details below.",
+        icon="🐞",
+    )
+    with st.expander("Details"):
+        st.exception(e)

@@ -1,0 +1,28 @@
+"""Streamlit helpers shared by the app's pages (the only part of `vae` that imports streamlit).
+
+A page is a flat script: controls, calls into these helpers, rendering. Pages never import torch;
+everything here takes and returns numpy arrays, PIL images or bytes.
+
+    from vae.ui import cache, data, images, infer, models, plots, sliders, state
+
+    run = models.require_run()            # selected model (vae.checkpoint.Run) or error + stop
+    ds = data.require_dataset(run)        # its dataset (test split, or all when tiny) or stop
+    table = cache.latent_table(run, n)    # means, labels, ELBO, KL, recon error of n images
+    proj = cache.projection(run, table, "pca")   # .embedding (n, 2), .transform(z) -> (m, 2)
+    img = infer.decode(run, z)            # (C, H, W) float32 in [0, 1]
+    st.image(images.upscale(img, 256))    # crisp enlargement; images.grid(...) for tiles
+    st.plotly_chart(plots.latent_map(...).figure)
+    state.request_z(z); st.switch_page("pages/explore.py")   # open z in Explore's sliders
+
+Modules:
+- `state`: session keys, pending z, selected index, URL query parameters (model, page, idx, z,
+  proj) so a link reproduces a view.
+- `models`: model discovery (assets/, runs/, uploads, added folders), cached loading, the
+  sidebar picker, safe zip upload.
+- `data`: the run's dataset (cached), images by row, the sidebar availability/download panel.
+- `cache`: latent table and projections, cached in memory and on disk next to the run.
+- `infer`: decode / encode / reconstruct / nearest / prior samples, numpy in and out.
+- `plots`: Plotly figures (latent map, position mini-map, posterior bars, KL bars).
+- `images`: arrays -> PIL, upscaling, PNG bytes and data URIs, grids.
+- `sliders`: KL-ordered latent sliders that keep their values across reruns and pages.
+"""

@@ -1,0 +1,117 @@
+"""The dataset behind a model: cached loading, image access as numpy, and the sidebar status.
+
+ds = require_dataset(run)            # ImageDataset of the run (or st.error + st.stop)
+imgs = images(ds, rows)              # (k, C, H, W) float32 numpy
+dataset_panel(run)                   # sidebar: available? download button with progress
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from vae.checkpoint import Run
+from vae.data import DatasetError, ImageDataset
+from vae.ui import models
+
+MIN_TEST_IMAGES = 1000  # below this the map uses the whole dataset (sklearn digits: 270 test)
+
+
+def dataset_name(run: Run) -> str:
+    return str(run.dataset.get("name") or "")
+
+
+def data_dir_of(run: Run) -> str | None:
+    return (run.meta.get("train") or {}).get("data_dir")
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=6)
+def _load(path: str, _stamp: tuple[int, int], split: str) -> ImageDataset:
+    from vae.latents import run_dataset
+
+    run = models.load(Path(path))
+    ds = run_dataset(run, split, download=False)
+    if split == "test" and len(ds) < MIN_TEST_IMAGES:
+        ds = run_dataset(run, "all", download=False)
+        ds.extra["split"] = "all"
+    else:
+        ds.extra["split"] = split
+    return ds
+
+
+def load(run: Run, split: str = "test") -> ImageDataset:
+    """The run's dataset (its test split, or all of it when the test split is tiny).
+
+    Shared read-only across sessions; `ds.extra["split"]` says which split was used.
+    Raises DatasetError when the data is not on disk.
+    """
+    return _load(str(run.path), models.stamp(run.path), split)
+
+
+def require_dataset(run: Run) -> ImageDataset:
+    """`load(run)` for a page: on failure show what to do and stop the page."""
+    try:
+        return load(run)
+    except DatasetError as e:
+        st.error(f"The dataset for this model is not available: {e}", icon="🗂️")
+        st.caption("Use the download button in the sidebar if there is one, or pick another model.")
+        st.stop()
+
+
+def images(ds: ImageDataset, rows: np.ndarray | list[int]) -> np.ndarray:
+    """Dataset images at `rows` as float32 numpy, (k, C, H, W)."""
+    idx = np.asarray(rows, dtype=np.int64)
+    return ds.x[idx].numpy()
+
+
+def label_of(ds: ImageDataset, row: int) -> str:
+    if ds.y is None:
+        return "—"
+    y = int(ds.y[row])
+    names = ds.label_names or []
+    return names[y] if y < len(names) else str(y)
+
+
+def status(name: str, data_dir: str | None = None) -> dict[str, Any]:
+    from vae.data.status import dataset_status
+
+    return dataset_status(name, data_dir)
+
+
+def dataset_panel(run: Run) -> None:
+    """Sidebar block: is the model's dataset here, and a download button when it can be fetched."""
+    name, data_dir = dataset_name(run), data_dir_of(run)
+    if not name:
+        st.sidebar.caption("This model does not record its dataset.")
+        return
+    try:
+        s = status(name, data_dir)
+    except DatasetError as e:
+        st.sidebar.warning(str(e))
+        return
+    if s.get("available"):
+        st.sidebar.caption(f"🗂️ Dataset **{name}**: {s.get('message') or 'available'}")
+        return
+    st.sidebar.warning(f"Dataset **{name}** is not available. {s.get('message', '')}")
+    if s.get("downloadable") and st.sidebar.button(f"Download {name}", key=f"dl_{name}"):
+        from vae.data.status import download
+
+        bar = st.sidebar.progress(0.0, text=f"Downloading {name}…")
+
+        def progress(done: int, total: int | None) -> None:
+            frac = min(1.0, done / total) if total else 0.0
+            mb = f"{done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else "")
+            bar.progress(frac, text=f"Downloading {name}: {mb}")
+
+        try:
+            download(name, data_dir, progress=progress)
+        except DatasetError as e:
+            bar.empty()
+            st.sidebar.error(f"Download failed: {e}")
+            return
+        bar.empty()
+        _load.clear()
+        st.rerun()

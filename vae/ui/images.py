@@ -1,0 +1,75 @@
+"""Image helpers for the app: arrays in [0, 1] -> PIL images, PNG bytes, data URIs and grids.
+
+Everything takes numpy arrays (or PIL images), never torch tensors, so pages stay torch-free.
+Accepted array layouts: (H, W), (C, H, W) with C in {1, 3}, or (H, W, C).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR}
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """Float image in [0, 1] (any accepted layout) -> uint8 (H, W) or (H, W, 3)."""
+    a = np.asarray(img, dtype=np.float32)
+    if a.ndim == 3 and a.shape[0] in (1, 3):
+        a = np.moveaxis(a, 0, -1)  # (C, H, W) -> (H, W, C); images are at least 8 px high
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3):
+        raise ValueError(f"expected an image array, got shape {np.shape(img)}")
+    return (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def to_pil(img: np.ndarray | Image.Image) -> Image.Image:
+    if isinstance(img, Image.Image):
+        return img
+    return Image.fromarray(to_uint8(img))
+
+
+def upscale(
+    img: np.ndarray | Image.Image, size: int = 256, resample: str = "nearest"
+) -> Image.Image:
+    """Scale so the longer side is `size` pixels (small digits stay crisp with `nearest`)."""
+    im = to_pil(img)
+    w, h = im.size
+    s = size / max(w, h)
+    return im.resize((max(1, round(w * s)), max(1, round(h * s))), RESAMPLE[resample])
+
+
+def png_bytes(img: np.ndarray | Image.Image) -> bytes:
+    buf = io.BytesIO()
+    to_pil(img).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def data_uri(img: np.ndarray | Image.Image) -> str:
+    """A `data:image/png;base64,...` URI; `st.image` shows it without a separate HTTP request."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(img)).decode("ascii")
+
+
+def grid(
+    images: Sequence[np.ndarray | Image.Image], ncol: int | None = None, pad: int = 2, bg: int = 128
+) -> Image.Image:
+    """Tile images (all the same size) into one picture, row by row, with `pad` pixels between."""
+    if len(images) == 0:
+        raise ValueError("grid needs at least one image")
+    tiles = [to_pil(im) for im in images]
+    mode = "RGB" if any(t.mode == "RGB" for t in tiles) else "L"
+    tiles = [t.convert(mode) for t in tiles]
+    w, h = tiles[0].size
+    ncol = ncol or int(np.ceil(np.sqrt(len(tiles))))
+    nrow = int(np.ceil(len(tiles) / ncol))
+    fill = (bg, bg, bg) if mode == "RGB" else bg
+    out = Image.new(mode, (ncol * (w + pad) + pad, nrow * (h + pad) + pad), fill)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, ncol)
+        out.paste(t, (pad + c * (w + pad), pad + r * (h + pad)))
+    return out

@@ -1,0 +1,71 @@
+"""Model calls for the app, numpy in and numpy out, so pages never touch torch.
+
+All functions run without gradients on the model's device and return float32 numpy arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vae.checkpoint import Run
+
+
+def _dev(run: Run) -> torch.device:
+    return next(run.model.parameters()).device
+
+
+def _t(run: Run, a: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float32), device=_dev(run))
+
+
+@torch.no_grad()
+def decode(run: Run, z: np.ndarray) -> np.ndarray:
+    """Image means for latent vectors: z (D,) -> (C, H, W), or (B, D) -> (B, C, H, W)."""
+    zt = _t(run, z)
+    out = run.model.decode(zt.reshape(-1, zt.shape[-1])).float().cpu().numpy()  # (B, C, H, W)
+    return out[0] if np.ndim(z) == 1 else out
+
+
+@torch.no_grad()
+def encode(run: Run, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior (mean, logvar) of images x (B, C, H, W), each (B, D)."""
+    q = run.model.encode(_t(run, x))
+    return q.mean.float().cpu().numpy(), q.logvar.float().cpu().numpy()
+
+
+@torch.no_grad()
+def reconstruct(run: Run, x: np.ndarray) -> np.ndarray:
+    """Decoding of each image's posterior mean, (B, C, H, W)."""
+    return run.model.reconstruct(_t(run, x)).float().cpu().numpy()
+
+
+def prior_sample(dim: int, seed: int | None = None) -> np.ndarray:
+    """One z ~ N(0, I), (D,)."""
+    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+
+
+def nearest(query: np.ndarray, means: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `means` (N, D) closest to `query` (D,): (indices (k,), distances (k,))."""
+    from vae.latents import nearest as _nearest
+
+    idx, dist = _nearest(
+        torch.from_numpy(np.asarray(query, np.float32)), torch.from_numpy(means), k
+    )
+    return idx.numpy(), dist.numpy()
+
+
+@dataclass
+class Encoding:
+    """What the Encode page shows for one uploaded image."""
+
+    name: str
+    steps: list  # [(step name, PIL.Image)] from vae.preprocess
+    x: np.ndarray  # (C, H, W) model input
+    mean: np.ndarray  # (D,)
+    std: np.ndarray  # (D,)
+    recon: np.ndarray  # (C, H, W)
+    elbo: float  # nats
+    kl: float  # nats

@@ -1,0 +1,368 @@
+"""Finding, describing, loading and adding checkpoints for the app.
+
+A model is named by a *key*: `asset:<name>` (shipped in `assets/`), `run:<name>` (a training run
+under `runs/`, or `$VAE_RUNS_DIR`), `upload:<hash>` (a zip uploaded in the app) or `path:<dir>`
+(a folder added by path in this session). Only asset, run and upload keys are honoured from a
+URL, so a link cannot make the server read an arbitrary folder.
+
+    entries = discover()                 # ModelEntry list, read from config.json only
+    run = load(entry)                    # vae.checkpoint.Run, cached and shared across sessions
+    entry = picker()                     # the sidebar selectbox; remembers the choice in the URL
+    run = require_run()                  # for pages: the selected Run, or an st.error + st.stop
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from vae.checkpoint import (
+    CONFIG_FILE,
+    METRICS_JSON,
+    WEIGHTS_FILE,
+    CheckpointError,
+    Run,
+    load_run,
+    read_config,
+    read_json,
+    weights_hash,
+)
+from vae.ui import state
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SOURCES = {"asset": "shipped", "run": "run", "upload": "uploaded", "path": "added"}
+MAX_ZIP_BYTES = 512 * 1024 * 1024  # compressed upload
+MAX_UNZIPPED_BYTES = 1024 * 1024 * 1024  # sum of the members we extract
+ZIP_MEMBERS = (CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON)
+ADDED_KEY = "_added_models"  # session: list of model keys added by path or upload
+CURRENT_KEY = "_model_entry"  # session: the ModelEntry the picker chose in this run
+
+
+# --- where models live ----------------------------------------------------------------------------
+def assets_dir() -> Path:
+    """Shipped checkpoints; `$VAE_ASSETS_DIR` overrides (tests point it at a temp folder)."""
+    return Path(os.environ.get("VAE_ASSETS_DIR") or REPO_ROOT / "assets")
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("VAE_RUNS_DIR") or "runs")
+
+
+def user_dir() -> Path:
+    """Per-user folder for caches and uploaded models (`$VAE_CACHE_DIR` overrides)."""
+    return Path(os.environ.get("VAE_CACHE_DIR") or Path.home() / ".cache" / "vae-latent-explorer")
+
+
+def uploads_dir() -> Path:
+    return user_dir() / "uploads"
+
+
+# --- describing ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelEntry:
+    key: str
+    path: Path
+    source: str  # asset | run | upload | path
+    name: str
+    dataset: str
+    latent_dim: int
+    arch: str
+    score: str  # e.g. "test ELBO -95.1" or "" when the run has no metrics yet
+
+    @property
+    def label(self) -> str:
+        parts = [self.name, self.dataset, f"{self.latent_dim}-d", self.arch]
+        if self.score:
+            parts.append(self.score)
+        return " · ".join(parts)
+
+
+def metric_summary(metrics: dict[str, Any]) -> str:
+    """The headline number of a metrics.json: IWAE NLL when evaluated, else the test ELBO."""
+    ev = metrics.get("evaluation")
+    if isinstance(ev, dict):
+        for k, v in ev.items():
+            if "nll" in k and isinstance(v, (int, float)):
+                return f"NLL {v:.1f}"
+    for k in ("test_nll", "nll"):
+        if isinstance(metrics.get(k), (int, float)):
+            return f"NLL {metrics[k]:.1f}"
+    for k in ("test_elbo", "elbo"):
+        if isinstance(metrics.get(k), (int, float)):
+            return f"test ELBO {metrics[k]:.1f}"
+    return ""
+
+
+def describe(path: Path, source: str, key: str | None = None) -> ModelEntry:
+    """Read config.json (and metrics.json) of a run folder; raises CheckpointError."""
+    meta = read_config(path)
+    model = meta["model"]
+    try:
+        metrics = read_json(path / METRICS_JSON) if (path / METRICS_JSON).exists() else {}
+    except CheckpointError:
+        metrics = {}
+    name = path.name if source != "upload" else f"upload {path.name[:8]}"
+    return ModelEntry(
+        key=key or f"{source}:{path.name if source in ('asset', 'run', 'upload') else path}",
+        path=path,
+        source=source,
+        name=name,
+        dataset=str((meta.get("dataset") or {}).get("name") or "?"),
+        latent_dim=int(model.get("latent_dim", 0)),
+        arch=str(model.get("arch", "?")),
+        score=metric_summary(metrics),
+    )
+
+
+def _scan(root: Path, source: str) -> list[tuple[Path, str]]:
+    if not root.is_dir():
+        return []
+    return [(p, source) for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()]
+
+
+def discover(extra_keys: list[str] | None = None) -> tuple[list[ModelEntry], list[str]]:
+    """All models the app can offer, and one message per folder that could not be read.
+
+    Reads only config.json/metrics.json, so it is fast enough to run on every page load.
+    """
+    found = _scan(assets_dir(), "asset") + _scan(runs_dir(), "run") + _scan(uploads_dir(), "upload")
+    entries, problems = [], []
+    for path, source in found:
+        try:
+            entries.append(describe(path, source))
+        except CheckpointError as e:
+            problems.append(str(e))
+    for key in extra_keys or []:
+        if key.startswith("path:") and key not in {e.key for e in entries}:
+            try:
+                entries.append(describe(Path(key[5:]), "path", key))
+            except CheckpointError as e:
+                problems.append(str(e))
+    return entries, problems
+
+
+def resolve_key(key: str, entries: list[ModelEntry]) -> ModelEntry | None:
+    return next((e for e in entries if e.key == key), None)
+
+
+def default_entry(entries: list[ModelEntry]) -> ModelEntry | None:
+    """mnist-conv when it and MNIST are available, else digits-mlp, else the first model."""
+    by_key = {e.key: e for e in entries}
+    if "asset:mnist-conv" in by_key:
+        from vae.data.status import dataset_status
+
+        if dataset_status("mnist").get("available"):
+            return by_key["asset:mnist-conv"]
+    return by_key.get("asset:digits-mlp") or (entries[0] if entries else None)
+
+
+# --- loading --------------------------------------------------------------------------------------
+def device_name() -> str:
+    """The device models run on: `$VAE_DEVICE`, default auto (cuda, then mps, then cpu)."""
+    from vae.device import resolve_device
+
+    return str(resolve_device(os.environ.get("VAE_DEVICE", "auto")))
+
+
+def stamp(path: Path) -> tuple[int, int]:
+    """(mtime_ns, size) of the weights: a retrained run gets a fresh cache entry."""
+    s = (path / WEIGHTS_FILE).stat()
+    return s.st_mtime_ns, s.st_size
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def _load(path: str, _stamp: tuple[int, int], device: str) -> Run:
+    return load_run(path, device=device)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _hash(path: str, _stamp: tuple[int, int]) -> str:
+    return weights_hash(path)[:16]
+
+
+def load(entry: ModelEntry | Path) -> Run:
+    """The loaded Run (eval mode, shared read-only across sessions). Raises CheckpointError."""
+    path = entry.path if isinstance(entry, ModelEntry) else Path(entry)
+    try:
+        st_ = stamp(path)
+    except OSError:
+        raise CheckpointError(f"{path} has no readable {WEIGHTS_FILE}") from None
+    return _load_keyed(str(path), st_)
+
+
+def _load_keyed(path: str, st_: tuple[int, int]) -> Run:
+    return _load(path, st_, device_name())
+
+
+def run_id(run: Run) -> str:
+    """A short content hash of the weights: the identity used by the disk caches."""
+    return _hash(str(run.path), stamp(run.path))
+
+
+# --- adding ---------------------------------------------------------------------------------------
+def add_path(text: str) -> ModelEntry:
+    """Validate a checkpoint folder typed by the user and remember it for this session."""
+    path = Path(text.strip()).expanduser()
+    if not text.strip():
+        raise CheckpointError("type the path of a folder holding config.json and model.safetensors")
+    path = path.resolve()
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a folder")
+    load(path)  # full validation: safetensors, shapes, finite values
+    entry = describe(path, "path", f"path:{path}")
+    _remember(entry.key)
+    return entry
+
+
+def extract_zip(data: bytes, dest_root: Path | None = None) -> Path:
+    """Unpack an uploaded checkpoint zip safely and return its folder (`<uploads>/<sha16>`).
+
+    Only config.json, model.safetensors and metrics.json are taken, from the top level or one
+    folder deep; names are never used as paths, so `../` tricks cannot escape. Symlinks, pickle
+    files, anything else, and archives over the size limits are refused with a clear message.
+    """
+    if len(data) > MAX_ZIP_BYTES:
+        raise CheckpointError(
+            f"the zip is {len(data) >> 20} MiB; the limit is {MAX_ZIP_BYTES >> 20}"
+        )
+    dest_root = dest_root or uploads_dir()
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise CheckpointError("the upload is not a zip archive") from None
+    picked: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in zf.infolist():
+        name = info.filename
+        if info.is_dir() or name.startswith("__MACOSX/") or name.endswith(".DS_Store"):
+            continue
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+            raise CheckpointError(f"the zip holds an unsafe path {name!r}; refusing it")
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise CheckpointError(f"the zip holds a symlink {name!r}; refusing it")
+        if len(parts) > 2 or parts[-1] not in ZIP_MEMBERS:
+            raise CheckpointError(
+                f"unexpected file {name!r} in the zip: it may hold only "
+                f"{', '.join(ZIP_MEMBERS)} (pickle checkpoints are never loaded)"
+            )
+        if parts[-1] in picked:
+            raise CheckpointError(f"the zip holds more than one {parts[-1]}")
+        picked[parts[-1]] = info
+        total += info.file_size
+    for need in (CONFIG_FILE, WEIGHTS_FILE):
+        if need not in picked:
+            raise CheckpointError(
+                f"the zip has no {need}; it needs config.json + model.safetensors"
+            )
+    if total > MAX_UNZIPPED_BYTES:
+        raise CheckpointError(f"the zip unpacks to {total >> 20} MiB; the limit is 1024 MiB")
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    final = dest_root / digest
+    if (final / CONFIG_FILE).exists() and (final / WEIGHTS_FILE).exists():
+        return final
+    dest_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=".upload-"))
+    try:
+        for member, info in picked.items():
+            with zf.open(info) as src, open(tmp / member, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        load_run(tmp)  # validate before it becomes visible
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def add_zip(data: bytes) -> ModelEntry:
+    entry = describe(extract_zip(data), "upload")
+    _remember(entry.key)
+    return entry
+
+
+def _remember(key: str) -> None:
+    added = st.session_state.setdefault(ADDED_KEY, [])
+    if key not in added:
+        added.append(key)
+    state.request_model(key)
+
+
+# --- widgets --------------------------------------------------------------------------------------
+def picker() -> ModelEntry | None:
+    """The sidebar model selectbox. Returns the chosen entry (None when there are no models)."""
+    entries, problems = discover(st.session_state.get(ADDED_KEY, []))
+    for msg in problems:
+        st.sidebar.warning(f"Skipped a model folder: {msg}", icon="⚠️")
+    if not entries:
+        st.sidebar.error(
+            "No models found. Train one with `python -m vae.train --dataset digits --out "
+            "runs/my-first-vae`, or add a checkpoint folder below."
+        )
+        return None
+    keys = [e.key for e in entries]
+    state.apply_pending_model()
+    wanted = st.session_state.get(state.MODEL)
+    if wanted not in keys:
+        if wanted:
+            st.sidebar.warning(f"Model {wanted!r} is not available; showing the default one.")
+        default = default_entry(entries)
+        st.session_state[state.MODEL] = default.key if default else keys[0]
+    by_key = {e.key: e for e in entries}
+    key = st.sidebar.selectbox(
+        "Model",
+        keys,
+        key=state.MODEL,
+        format_func=lambda k: f"{SOURCES[by_key[k].source]} · {by_key[k].label}",
+        help="Shipped models, your training runs (runs/) and models added below.",
+    )
+    st.session_state[CURRENT_KEY] = by_key[key]
+    return by_key[key]
+
+
+def add_model_panel() -> None:
+    """Sidebar expander to add a checkpoint by folder path or by uploading a zip."""
+    with st.sidebar.expander("Add a model"):
+        with st.form("add_path", clear_on_submit=False, border=False):
+            text = st.text_input("Checkpoint folder", placeholder="/path/to/run")
+            if st.form_submit_button("Add folder"):
+                try:
+                    entry = add_path(text)
+                    st.success(f"Added {entry.name}.")
+                    st.rerun()
+                except CheckpointError as e:
+                    st.error(str(e))
+        up = st.file_uploader(
+            "…or upload a zip (config.json + model.safetensors)", type=["zip"], key="add_zip"
+        )
+        if up is not None and st.session_state.get("_added_zip") != up.file_id:
+            try:
+                entry = add_zip(up.getvalue())
+                st.session_state["_added_zip"] = up.file_id
+                st.success(f"Added {entry.name}.")
+                st.rerun()
+            except CheckpointError as e:
+                st.error(str(e))
+
+
+def require_run() -> Run:
+    """The selected model's Run for a page; shows a clear error and stops the page otherwise."""
+    entry = st.session_state.get(CURRENT_KEY)
+    if entry is None:
+        st.info("Pick or add a model in the sidebar to start.", icon="👈")
+        st.stop()
+    try:
+        return load(entry)
+    except CheckpointError as e:
+        st.error(f"Could not load {entry.name}: {e}", icon="🚫")
+        st.caption("Pick another model in the sidebar, or retrain this one.")
+        st.stop()

@@ -1,0 +1,99 @@
+"""Latent sliders: one `st.slider` per latent dimension, ordered by KL, that keep their values.
+
+The latent vector lives in session state (`vae.ui.state`), not only in the widgets, so dimensions
+whose sliders are hidden (beyond the top 16) keep their values. Typical use inside a fragment:
+
+    keys = slider_keys(model_key, dim)
+    z = take_z(keys, dim)                      # pending z (from a click, another page) or current
+    ... draw the decoded image of z ...
+    draw(keys, kl_per_dim, show_all=...)       # the widgets, most informative dimension first
+
+Buttons change z through `on_click=set_z, args=(keys, z_new)`: callbacks run before the widgets
+are drawn, which is the only time Streamlit allows a widget's value to be set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import streamlit as st
+
+from vae.ui import state
+from vae.ui.plots import COLLAPSED_KL
+
+LIMIT = 3.0  # sliders span -3..+3 prior standard deviations
+STEP = 0.1
+TOP = 16  # dimensions shown before "show all"
+
+
+def slider_keys(model_key: str, dim: int) -> list[str]:
+    return [f"zslider:{model_key}:{d}" for d in range(dim)]
+
+
+def _clip(v: float) -> float:
+    return float(np.clip(round(float(v), 2), -LIMIT, LIMIT))
+
+
+def set_z(keys: Sequence[str], z: np.ndarray) -> None:
+    """Set every slider (drawn or hidden) and the session's current z. Use from callbacks."""
+    z = np.clip(np.asarray(z, dtype=np.float32).ravel(), -LIMIT, LIMIT)
+    for k, v in zip(keys, z, strict=True):
+        st.session_state[k] = _clip(v)
+    state.set_current_z(np.array([_clip(v) for v in z], dtype=np.float32))
+
+
+def take_z(keys: Sequence[str], dim: int) -> np.ndarray:
+    """The z to show now: a pending request wins, else the sliders, else the stored z, else 0."""
+    pending = state.pop_z(dim)
+    if pending is not None:
+        set_z(keys, pending)
+    base = state.current_z(dim)
+    base = np.zeros(dim, np.float32) if base is None else base
+    z = np.array(
+        [st.session_state.get(k, _clip(base[d])) for d, k in enumerate(keys)], dtype=np.float32
+    )
+    state.set_current_z(z)
+    return z
+
+
+def order(kl_per_dim: np.ndarray) -> np.ndarray:
+    """Dimensions by mean KL, descending (most informative first)."""
+    return np.argsort(-np.asarray(kl_per_dim), kind="stable")
+
+
+def draw(
+    keys: Sequence[str],
+    kl_per_dim: np.ndarray,
+    *,
+    show_all: bool = False,
+    ncols: int = 2,
+    top: int = TOP,
+) -> list[int]:
+    """Draw the sliders (top `top` dims by KL unless `show_all`); returns the dims drawn."""
+    kl = np.asarray(kl_per_dim, dtype=np.float32)
+    dims = [int(d) for d in order(kl)]
+    if not show_all:
+        dims = dims[:top]
+    z = state.current_z(len(keys))
+    cols = st.columns(ncols, gap="medium")
+    for i, d in enumerate(dims):
+        collapsed = kl[d] < COLLAPSED_KL
+        label = f"z{d} · KL {kl[d]:.2f}" + (" · collapsed" if collapsed else "")
+        if keys[d] not in st.session_state:
+            st.session_state[keys[d]] = _clip(0.0 if z is None else z[d])
+        cols[i % ncols].slider(
+            label,
+            -LIMIT,
+            LIMIT,
+            step=STEP,
+            key=keys[d],
+            format="%.2f",
+            help=(
+                "Collapsed: this dimension's posterior equals the prior for every image, so the "
+                "decoder ignores it (KL < 0.01 nats)."
+                if collapsed
+                else f"Mean KL of this dimension over the dataset: {kl[d]:.3f} nats."
+            ),
+        )
+    return dims

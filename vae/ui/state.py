@@ -1,0 +1,141 @@
+"""State shared across pages: session keys, and the URL query parameters that reproduce a view.
+
+The URL carries `model`, `page`, `idx` (selected dataset row), `z` (comma-separated latent
+values) and `proj` (map projection). `init()` copies them into session state once per session;
+`sync_url()` writes the current values back after each run, so copying the address bar
+reproduces what is on screen.
+
+Latent vectors move between pages through a *pending z*: `request_z(z)` stores it, and the page
+that owns the latent sliders applies it with `pop_z(dim)` before it draws them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import streamlit as st
+
+# Session keys.
+MODEL = "model"  # the model picker's widget key (a model key such as "asset:digits-mlp")
+IDX = "selected_idx"  # selected dataset row on the latent map, int or absent
+PROJ = "projection"  # projection method of the latent map
+_PENDING_Z = "_pending_z"
+_PENDING_MODEL = "_pending_model"
+_Z = "_current_z"
+_INIT = "_url_loaded"
+_URL_PAGE = "_url_page"
+
+QP_KEYS = ("model", "page", "idx", "z", "proj")
+
+
+def encode_z(z: np.ndarray) -> str:
+    return ",".join(f"{v:.2f}" for v in np.asarray(z, dtype=np.float64).ravel())
+
+
+def decode_z(text: str, dim: int | None = None) -> np.ndarray | None:
+    """Parse "0.1,-1.2,..."; None when malformed, non-finite or of the wrong length."""
+    try:
+        z = np.array([float(v) for v in text.split(",")], dtype=np.float32)
+    except (ValueError, AttributeError):
+        return None
+    if z.size == 0 or not np.isfinite(z).all() or (dim is not None and z.size != dim):
+        return None
+    return z
+
+
+def init() -> None:
+    """Once per session, read the URL's query parameters into session state."""
+    ss = st.session_state
+    if ss.get(_INIT):
+        return
+    ss[_INIT] = True
+    qp = st.query_params
+    ss[_URL_PAGE] = qp.get("page")
+    if qp.get("model"):
+        ss[_PENDING_MODEL] = qp["model"]
+    if qp.get("proj"):
+        ss[PROJ] = qp["proj"]
+    idx = qp.get("idx")
+    if idx is not None and idx.isdigit():
+        ss[IDX] = int(idx)
+    if qp.get("z"):
+        z = decode_z(qp["z"])
+        if z is not None:
+            ss[_PENDING_Z] = z
+            ss[_Z] = z
+
+
+def take_url_page() -> str | None:
+    """The `page` query parameter of the session's first load, once (None afterwards)."""
+    return st.session_state.pop(_URL_PAGE, None)
+
+
+# --- model ----------------------------------------------------------------------------------------
+def request_model(key: str) -> None:
+    """Select a model on the next run (the picker widget cannot be changed after it is drawn)."""
+    st.session_state[_PENDING_MODEL] = key
+
+
+def apply_pending_model() -> None:
+    """Called by the picker before it draws itself."""
+    key = st.session_state.pop(_PENDING_MODEL, None)
+    if key:
+        st.session_state[MODEL] = key
+
+
+# --- latent vector --------------------------------------------------------------------------------
+def request_z(z: np.ndarray) -> None:
+    """Ask the latent sliders to show `z` on their next run (any page may call this)."""
+    z = np.asarray(z, dtype=np.float32).ravel()
+    st.session_state[_PENDING_Z] = z
+    st.session_state[_Z] = z
+
+
+def pop_z(dim: int) -> np.ndarray | None:
+    """Take the pending z if it fits a `dim`-dimensional model."""
+    z = st.session_state.pop(_PENDING_Z, None)
+    return z if z is not None and z.size == dim else None
+
+
+def current_z(dim: int) -> np.ndarray | None:
+    """The z the sliders showed last (or were asked to show), if it fits `dim`."""
+    z = st.session_state.get(_Z)
+    return z if z is not None and z.size == dim else None
+
+
+def set_current_z(z: np.ndarray) -> None:
+    st.session_state[_Z] = np.asarray(z, dtype=np.float32).ravel()
+
+
+# --- selection ------------------------------------------------------------------------------------
+def selected_index() -> int | None:
+    return st.session_state.get(IDX)
+
+
+def set_selected_index(idx: int | None) -> None:
+    if idx is None:
+        st.session_state.pop(IDX, None)
+    else:
+        st.session_state[IDX] = int(idx)
+
+
+# --- URL ------------------------------------------------------------------------------------------
+def sync_url(page: str | None = None, *, z: np.ndarray | None = None) -> None:
+    """Write the current view into the query string; only keys that changed are touched."""
+    ss = st.session_state
+    want: dict[str, str | None] = {
+        "model": ss.get(MODEL),
+        "page": page if page is not None else st.query_params.get("page"),
+        "idx": str(ss[IDX]) if ss.get(IDX) is not None else None,
+        "proj": ss.get(PROJ),
+    }
+    zz = z if z is not None else ss.get(_Z)
+    want["z"] = encode_z(zz) if zz is not None and np.isfinite(zz).all() else None
+    qp = st.query_params
+    for k, v in want.items():
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            if k in qp:
+                del qp[k]
+        elif qp.get(k) != v:
+            qp[k] = v
