@@ -61,8 +61,9 @@ def run_dataset(
 ) -> ImageDataset:
     """Load the dataset a run was trained on (from its config.json) and check its image shape.
 
-    The seed and image size recorded in the run's train config are reused, so `digits`,
-    `shapes`, `folder` and `npz` get the same seeded train/test split as during training.
+    The image size recorded in the run's train config is reused, and the split seed is the one
+    `vae.train` uses (`load_dataset`'s default, 0, unless the dataset info records a
+    `split_seed`), so `digits`, `shapes`, `folder` and `npz` get the training split.
     """
     info, train = run.dataset, run.meta.get("train", {}) or {}
     name = info.get("name")
@@ -77,7 +78,7 @@ def run_dataset(
         split,
         data_dir,
         image_size=image_size,
-        seed=int(train.get("seed", 0) or 0),
+        seed=int((info.get("preprocessing") or {}).get("split_seed", 0)),
         download=download,
         **kwargs,
     )

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import mutual_info_score
 
 from vae.latents import encode_dataset
 from vae.model import VAE
@@ -155,6 +154,8 @@ def mutual_info_matrix(
     Each latent mean is discretised into `n_bins` equal-width bins, then the plug-in estimate of
     `sklearn.metrics.mutual_info_score` is used, as in disentanglement_lib.
     """
+    from sklearn.metrics import mutual_info_score  # lazy: sklearn takes seconds to import
+
     z = np.asarray(latent_means, dtype=np.float64)  # (N, D)
     v = np.asarray(factors)  # (N, F)
     if z.ndim != 2 or v.ndim != 2 or z.shape[0] != v.shape[0]:
@@ -185,6 +186,8 @@ def mig(
         raise ValueError(f"factors has shape {v.shape} but {len(factor_sizes)} factor sizes given")
     if v.min() < 0 or (v >= np.asarray(factor_sizes)).any():
         raise ValueError("factor values must be indices in 0..size-1")
+    from sklearn.metrics import mutual_info_score
+
     mi = mutual_info_matrix(latent_means, v, n_bins)  # (F, D)
     per_factor: list[float | None] = []
     for k in range(v.shape[1]):
