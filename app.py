@@ -7,6 +7,7 @@ PAGES. Rows whose script does not exist yet are skipped.
 from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import FragmentHandledException
 
 from vae.checkpoint import CheckpointError
 from vae.data import DatasetError
@@ -22,15 +23,18 @@ st.set_page_config(
 
 ROOT = Path(__file__).resolve().parent
 
-# (script, title, icon, url path). The first row is the home page.
+# (script, title, icon, url path). The first row is the home page. A url path must differ from
+# its file's name: Streamlit also knows pages/ as a legacy page folder, and a matching name lets
+# a deep link on a fresh server run the page script alone, without this frame.
 PAGES = [
-    ("pages/explore.py", "Explore", ":material/explore:", "explore"),
-    ("pages/encode.py", "Encode an image", ":material/upload:", "encode"),
-    ("pages/traverse.py", "Traverse", ":material/linear_scale:", "traverse"),
-    ("pages/interpolate.py", "Interpolate", ":material/timeline:", "interpolate"),
-    ("pages/diagnostics.py", "Diagnostics", ":material/monitoring:", "diagnostics"),
-    ("pages/demos.py", "Demos", ":material/school:", "demos"),
-    ("pages/train.py", "Train", ":material/model_training:", "train"),
+    ("pages/explore.py", "Explore", ":material/explore:", "explore-latent-space"),
+    ("pages/encode.py", "Encode an image", ":material/upload:", "encode-image"),
+    ("pages/traverse.py", "Traverse", ":material/linear_scale:", "traverse-latents"),
+    ("pages/interpolate.py", "Interpolate", ":material/timeline:", "interpolate-latents"),
+    ("pages/diagnostics.py", "Diagnostics", ":material/monitoring:", "model-diagnostics"),
+    ("pages/demos.py", "Demos", ":material/school:", "guided-demos"),
+    ("pages/train.py", "Train", ":material/model_training:", "train-model"),
+    ("pages/runs.py", "Model library", ":material/inventory_2:", "model-library"),
 ]
 
 pages = {
@@ -41,17 +45,15 @@ pages = {
 
 state.init()
 page = st.navigation(list(pages.values()))
+url_path = next((u for u, p in pages.items() if p is page), "")
 wanted = state.take_url_page()
-if (
-    wanted in pages
-    and wanted != page.url_path
-    and not (wanted == "explore" and page.url_path == "")
-):
+if wanted in pages and wanted != url_path:
     st.switch_page(pages[wanted])
+state.set_page(url_path)
 
 # --- sidebar --------------------------------------------------------------------------------------
 with st.sidebar:
-    st.markdown("### 🧭 VAE Latent Explorer")
+    st.markdown("### :material/explore: VAE Latent Explorer")
 entry = models.picker()
 run = None
 if entry is not None:
@@ -67,18 +69,20 @@ if run is not None:
     )
     data.dataset_panel(run)
 models.add_model_panel()
-st.sidebar.caption(f"⚙️ Running on **{models.device_name()}**")
+st.sidebar.caption(f":material/memory: Running on **{models.device_name()}**")
 
 # --- the page -------------------------------------------------------------------------------------
 try:
     page.run()
 except (CheckpointError, DatasetError, ImageError) as e:
-    st.error(str(e), icon="🚫")
+    st.error(str(e), icon=":material/block:")
+except FragmentHandledException:
+    raise  # a fragment's error, already shown inside the fragment
 except Exception as e:  # a bug: say so plainly, keep the details one click away
     st.error(
         f"Something went wrong on this page ({type(e).__name__}: {e}). Try another model or "
         "reload the page; if it keeps happening, please report it with the details below.",
-        icon="🐞",
+        icon=":material/bug_report:",
     )
     with st.expander("Details"):
         st.exception(e)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,15 +89,7 @@ def _compute_table(run: Run, n: int, seed: int) -> dict[str, np.ndarray]:
 
     ds = data.load(run)
     labels = None if ds.y is None else ds.y.numpy()
-    if n < len(ds):
-        rows = np.asarray(
-            stratified_sample(labels, n, seed)
-            if labels is not None
-            else np.random.default_rng(seed).choice(len(ds), n, replace=False)
-        )
-        rows = np.sort(rows.astype(np.int64))
-    else:
-        rows = np.arange(len(ds), dtype=np.int64)
+    rows = stratified_sample(labels, n, seed, total=len(ds)).astype(np.int64)  # sorted
     x = ds.x[torch.from_numpy(rows)]  # (N, C, H, W)
     mean, logvar = encode_dataset(run.model, x)  # (N, D), (N, D)
     kl_d = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)  # K&W 2013, App. B; (N, D)
@@ -120,7 +113,7 @@ def _compute_table(run: Run, n: int, seed: int) -> dict[str, np.ndarray]:
 
 
 @st.cache_data(show_spinner="Encoding the dataset…", max_entries=16)
-def _table(path: str, _stamp: tuple[int, int], n: int, seed: int) -> LatentTable:
+def _table(path: str, version: tuple[int, int], n: int, seed: int) -> LatentTable:
     run = models.load(Path(path))
     f = cache_dir(run) / f"latents-v{TABLE_VERSION}-{models.run_id(run)}-n{n}-s{seed}.npz"
     arrays = load_npz(f)
@@ -150,31 +143,33 @@ def latent_table(run: Run, n: int = 10_000, seed: int = 0) -> LatentTable:
 
 
 # --- projections ----------------------------------------------------------------------------------
-Progress = Callable[[float], None]
+Progress = Callable[[float, str], None]  # (fraction in [0, 1], message), as in vae.projection
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _projection(
-    path: str,
-    _stamp: tuple[int, int],
-    n: int,
-    seed: int,
-    method: str,
-    _table: LatentTable,
-    _progress: Progress | None,
-):
-    from vae.projection import cached_fit
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _projection_slot(path: str, version: tuple[int, int], n: int, seed: int, method: str) -> dict:
+    """A shared, initially empty holder per projection; `projection` fills it once.
 
-    run = models.load(Path(path))
-    key = {"run": models.run_id(run), "n": n, "seed": seed, "table": TABLE_VERSION}
-    return cached_fit(cache_dir(run), key, _table.mean, method, seed=seed, progress=_progress)
+    The fit runs outside the cached function so that it may draw a progress bar.
+    """
+    return {"lock": threading.Lock()}
 
 
 def projection(run: Run, table: LatentTable, method: str = "pca", seed: int = 0, progress=None):
     """A 2-D projection of `table.mean` (`.embedding` (N, 2), `.transform(z (M, D)) -> (M, 2)`).
 
-    Fitted once per model, table size and method, then read from disk on later runs. `progress`
-    gets a fraction in [0, 1] while a slow fit (t-SNE, UMAP) runs.
+    Fitted once per model, table size and method (other sessions asking meanwhile wait for it),
+    then read from disk on later runs. `progress` gets (fraction in [0, 1], message) while a
+    slow fit (t-SNE, UMAP) runs. Raises `vae.projection.ProjectionError` (a ValueError).
     """
+    from vae.projection import cached_fit
+
     n = len(table)
-    return _projection(str(run.path), models.stamp(run.path), n, seed, method, table, progress)
+    slot = _projection_slot(str(run.path), models.stamp(run.path), n, seed, method)
+    with slot["lock"]:
+        if "projection" not in slot:
+            key = {"run": models.run_id(run), "n": n, "seed": seed, "table": TABLE_VERSION}
+            slot["projection"] = cached_fit(
+                cache_dir(run), key, table.mean, method, seed=seed, progress=progress
+            )
+    return slot["projection"]

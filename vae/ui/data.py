@@ -29,7 +29,7 @@ def data_dir_of(run: Run) -> str | None:
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=6)
-def _load(path: str, _stamp: tuple[int, int], split: str) -> ImageDataset:
+def _load(path: str, version: tuple[int, int], split: str) -> ImageDataset:
     from vae.latents import run_dataset
 
     run = models.load(Path(path))
@@ -56,7 +56,7 @@ def require_dataset(run: Run) -> ImageDataset:
     try:
         return load(run)
     except DatasetError as e:
-        st.error(f"The dataset for this model is not available: {e}", icon="🗂️")
+        st.error(f"The dataset for this model is not available: {e}", icon=":material/dataset:")
         st.caption("Use the download button in the sidebar if there is one, or pick another model.")
         st.stop()
 
@@ -93,7 +93,9 @@ def dataset_panel(run: Run) -> None:
         st.sidebar.warning(str(e))
         return
     if s.get("available"):
-        st.sidebar.caption(f"🗂️ Dataset **{name}**: {s.get('message') or 'available'}")
+        st.sidebar.caption(
+            f":material/dataset: Dataset **{name}**: {s.get('message') or 'available'}"
+        )
         return
     st.sidebar.warning(f"Dataset **{name}** is not available. {s.get('message', '')}")
     if s.get("downloadable") and st.sidebar.button(f"Download {name}", key=f"dl_{name}"):

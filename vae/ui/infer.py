@@ -59,13 +59,40 @@ def nearest(query: np.ndarray, means: np.ndarray, k: int = 5) -> tuple[np.ndarra
 
 @dataclass
 class Encoding:
-    """What the Encode page shows for one uploaded image."""
+    """One uploaded image seen through the model, as numpy (see `vae.encode.encode_image`)."""
 
-    name: str
-    steps: list  # [(step name, PIL.Image)] from vae.preprocess
+    steps: list  # [(step name, PIL.Image)], the preprocessing of `vae.preprocess`
     x: np.ndarray  # (C, H, W) model input
-    mean: np.ndarray  # (D,)
-    std: np.ndarray  # (D,)
-    recon: np.ndarray  # (C, H, W)
+    mean: np.ndarray  # (D,) posterior mean
+    std: np.ndarray  # (D,) posterior standard deviation
+    recon: np.ndarray  # (C, H, W) decoding of the mean
     elbo: float  # nats
-    kl: float  # nats
+    neighbours: np.ndarray  # (k,) positions in the latent table, nearest first
+    distances: np.ndarray  # (k,) Euclidean distances in latent space
+
+
+def encode_upload(
+    run: Run, img, means: np.ndarray, labels: np.ndarray | None = None, k: int = 8
+) -> Encoding:
+    """Preprocess a PIL image like the run's data, encode it, and find its k nearest rows of
+    `means` (N, D). Raises `vae.preprocess.PreprocessError` for images it cannot use."""
+    from vae.encode import encode_image
+
+    enc = encode_image(
+        run,
+        img,
+        torch.from_numpy(np.asarray(means, np.float32)),
+        None if labels is None else torch.from_numpy(np.asarray(labels)),
+        k,
+    )
+    x = enc.pre.x[0].float().cpu().numpy()  # (C, H, W)
+    return Encoding(
+        steps=list(enc.pre.steps),
+        x=x,
+        mean=enc.mean.numpy(),
+        std=enc.std.numpy(),
+        recon=decode(run, enc.mean.numpy()),
+        elbo=float(enc.elbo),
+        neighbours=np.array([h["index"] for h in enc.nearest], dtype=np.int64),
+        distances=np.array([h["distance"] for h in enc.nearest], dtype=np.float32),
+    )

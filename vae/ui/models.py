@@ -14,17 +14,14 @@ URL, so a link cannot make the server read an arbitrary folder.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import shutil
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from vae import archive
 from vae.checkpoint import (
     CONFIG_FILE,
     METRICS_JSON,
@@ -40,9 +37,9 @@ from vae.ui import state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCES = {"asset": "shipped", "run": "run", "upload": "uploaded", "path": "added"}
-MAX_ZIP_BYTES = 512 * 1024 * 1024  # compressed upload
-MAX_UNZIPPED_BYTES = 1024 * 1024 * 1024  # sum of the members we extract
-ZIP_MEMBERS = (CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON)
+MAX_ZIP_BYTES = archive.MAX_ZIP_BYTES  # compressed upload
+MAX_UNZIPPED_BYTES = archive.MAX_UNZIPPED_BYTES  # sum of the members we extract
+ZIP_MEMBERS = archive.MEMBERS
 ADDED_KEY = "_added_models"  # session: list of model keys added by path or upload
 CURRENT_KEY = "_model_entry"  # session: the ModelEntry the picker chose in this run
 
@@ -180,12 +177,12 @@ def stamp(path: Path) -> tuple[int, int]:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def _load(path: str, _stamp: tuple[int, int], device: str) -> Run:
+def _load(path: str, version: tuple[int, int], device: str) -> Run:
     return load_run(path, device=device)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _hash(path: str, _stamp: tuple[int, int]) -> str:
+def _hash(path: str, version: tuple[int, int]) -> str:
     return weights_hash(path)[:16]
 
 
@@ -226,62 +223,24 @@ def add_path(text: str) -> ModelEntry:
 def extract_zip(data: bytes, dest_root: Path | None = None) -> Path:
     """Unpack an uploaded checkpoint zip safely and return its folder (`<uploads>/<sha16>`).
 
-    Only config.json, model.safetensors and metrics.json are taken, from the top level or one
-    folder deep; names are never used as paths, so `../` tricks cannot escape. Symlinks, pickle
-    files, anything else, and archives over the size limits are refused with a clear message.
+    The checks live in `vae.archive`: only config.json, model.safetensors and metrics files are
+    taken, from the top level or one folder deep; names are never used as paths, so `../` tricks
+    cannot escape. Symlinks, pickle files, other kinds of file, and archives over the size limits
+    are refused with a clear message; the run is loaded once before it becomes visible.
     """
-    if len(data) > MAX_ZIP_BYTES:
-        raise CheckpointError(
-            f"the zip is {len(data) >> 20} MiB; the limit is {MAX_ZIP_BYTES >> 20}"
-        )
+    archive.check_zip(data, max_zip_bytes=MAX_ZIP_BYTES, max_unzipped_bytes=MAX_UNZIPPED_BYTES)
     dest_root = dest_root or uploads_dir()
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise CheckpointError("the upload is not a zip archive") from None
-    picked: dict[str, zipfile.ZipInfo] = {}
-    total = 0
-    for info in zf.infolist():
-        name = info.filename
-        if info.is_dir() or name.startswith("__MACOSX/") or name.endswith(".DS_Store"):
-            continue
-        parts = name.replace("\\", "/").split("/")
-        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-            raise CheckpointError(f"the zip holds an unsafe path {name!r}; refusing it")
-        if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise CheckpointError(f"the zip holds a symlink {name!r}; refusing it")
-        if len(parts) > 2 or parts[-1] not in ZIP_MEMBERS:
-            raise CheckpointError(
-                f"unexpected file {name!r} in the zip: it may hold only "
-                f"{', '.join(ZIP_MEMBERS)} (pickle checkpoints are never loaded)"
-            )
-        if parts[-1] in picked:
-            raise CheckpointError(f"the zip holds more than one {parts[-1]}")
-        picked[parts[-1]] = info
-        total += info.file_size
-    for need in (CONFIG_FILE, WEIGHTS_FILE):
-        if need not in picked:
-            raise CheckpointError(
-                f"the zip has no {need}; it needs config.json + model.safetensors"
-            )
-    if total > MAX_UNZIPPED_BYTES:
-        raise CheckpointError(f"the zip unpacks to {total >> 20} MiB; the limit is 1024 MiB")
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    final = dest_root / digest
+    final = dest_root / hashlib.sha256(data).hexdigest()[:16]
     if (final / CONFIG_FILE).exists() and (final / WEIGHTS_FILE).exists():
         return final
-    dest_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=".upload-"))
     try:
-        for member, info in picked.items():
-            with zf.open(info) as src, open(tmp / member, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-        load_run(tmp)  # validate before it becomes visible
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return archive.extract_zip(
+            data, final, max_zip_bytes=MAX_ZIP_BYTES, max_unzipped_bytes=MAX_UNZIPPED_BYTES
+        )
+    except CheckpointError:
+        if (final / CONFIG_FILE).exists():  # another session unpacked the same zip just now
+            return final
         raise
-    return final
 
 
 def add_zip(data: bytes) -> ModelEntry:
@@ -302,7 +261,7 @@ def picker() -> ModelEntry | None:
     """The sidebar model selectbox. Returns the chosen entry (None when there are no models)."""
     entries, problems = discover(st.session_state.get(ADDED_KEY, []))
     for msg in problems:
-        st.sidebar.warning(f"Skipped a model folder: {msg}", icon="⚠️")
+        st.sidebar.warning(f"Skipped a model folder: {msg}", icon=":material/warning:")
     if not entries:
         st.sidebar.error(
             "No models found. Train one with `python -m vae.train --dataset digits --out "
@@ -358,11 +317,11 @@ def require_run() -> Run:
     """The selected model's Run for a page; shows a clear error and stops the page otherwise."""
     entry = st.session_state.get(CURRENT_KEY)
     if entry is None:
-        st.info("Pick or add a model in the sidebar to start.", icon="👈")
+        st.info("Pick or add a model in the sidebar to start.", icon=":material/arrow_back:")
         st.stop()
     try:
         return load(entry)
     except CheckpointError as e:
-        st.error(f"Could not load {entry.name}: {e}", icon="🚫")
+        st.error(f"Could not load {entry.name}: {e}", icon=":material/block:")
         st.caption("Pick another model in the sidebar, or retrain this one.")
         st.stop()

@@ -19,13 +19,13 @@ COLLAPSED_KL = 0.01  # nats: a dimension whose mean KL is below this carries no 
 
 
 def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
-    fig.update_layout(
+    base = dict(
         height=height,
         margin=dict(l=10, r=10, t=30, b=10),
         plot_bgcolor="white",
         legend=dict(itemsizing="constant"),
-        **kw,
     )
+    fig.update_layout(**{**base, **kw})
     return fig
 
 
@@ -161,6 +161,26 @@ def latent_map(
         uirevision="latent-map",
     )
     return MapFigure(fig, positions)
+
+
+def add_stars(fig: go.Figure, xy: np.ndarray, names: Sequence[str]) -> go.Figure:
+    """Add labelled ★ markers (e.g. uploaded images) at `xy` (M, 2) to a map."""
+    xy = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
+    fig.add_trace(
+        go.Scatter(
+            x=xy[:, 0],
+            y=xy[:, 1],
+            mode="markers+text",
+            name="your images",
+            text=list(names),
+            textposition="top center",
+            marker=dict(
+                symbol="star", size=20, color=MARKER_COLOR, line=dict(color="white", width=1.5)
+            ),
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
+    return fig
 
 
 def density_grid(xy: np.ndarray, bins: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

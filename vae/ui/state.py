@@ -19,12 +19,14 @@ import streamlit as st
 # Session keys.
 MODEL = "model"  # the model picker's widget key (a model key such as "asset:digits-mlp")
 IDX = "selected_idx"  # selected dataset row on the latent map, int or absent
-PROJ = "projection"  # projection method of the latent map
+PROJ = "projection"  # projection method of the latent map ("pca", "tsne", "umap")
+MAP_N = "map_size"  # number of dataset images on the latent map
 _PENDING_Z = "_pending_z"
 _PENDING_MODEL = "_pending_model"
 _Z = "_current_z"
 _INIT = "_url_loaded"
 _URL_PAGE = "_url_page"
+_PAGE = "_page"
 
 QP_KEYS = ("model", "page", "idx", "z", "proj")
 
@@ -64,6 +66,11 @@ def init() -> None:
         if z is not None:
             ss[_PENDING_Z] = z
             ss[_Z] = z
+
+
+def set_page(url_path: str) -> None:
+    """Called by app.py: the url path of the page being shown (written to the URL as `page`)."""
+    st.session_state[_PAGE] = url_path
 
 
 def take_url_page() -> str | None:
@@ -120,13 +127,34 @@ def set_selected_index(idx: int | None) -> None:
         st.session_state[IDX] = int(idx)
 
 
+# --- latent map settings (kept outside widget keys, which Streamlit drops on page switches) ---
+def map_size(n_dataset: int) -> int:
+    """Images on the latent map: the user's choice, else all (small sets) or 5,000."""
+    n = st.session_state.get(MAP_N)
+    if n is None:
+        n = n_dataset if n_dataset <= 2000 else 5000
+    return int(min(n, n_dataset))
+
+
+def set_map_size(n: int) -> None:
+    st.session_state[MAP_N] = int(n)
+
+
+def projection_method() -> str:
+    return st.session_state.get(PROJ) or "pca"
+
+
+def set_projection_method(method: str) -> None:
+    st.session_state[PROJ] = method
+
+
 # --- URL ------------------------------------------------------------------------------------------
 def sync_url(page: str | None = None, *, z: np.ndarray | None = None) -> None:
     """Write the current view into the query string; only keys that changed are touched."""
     ss = st.session_state
     want: dict[str, str | None] = {
         "model": ss.get(MODEL),
-        "page": page if page is not None else st.query_params.get("page"),
+        "page": (page if page is not None else ss.get(_PAGE)) or None,
         "idx": str(ss[IDX]) if ss.get(IDX) is not None else None,
         "proj": ss.get(PROJ),
     }

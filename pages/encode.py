@@ -1,0 +1,127 @@
+"""Encode: upload your own images and see where the model puts them in its latent space."""
+
+import numpy as np
+import streamlit as st
+
+from vae.data import DatasetError
+from vae.imageio import ImageError, open_image
+from vae.preprocess import PreprocessError
+from vae.ui import cache, data, images, infer, models, plots, state
+
+K = 8  # nearest neighbours shown
+
+run = models.require_run()
+ds = data.require_dataset(run)
+
+st.title("Encode your own image")
+st.caption(
+    "Upload a photo or drawing. It is prepared the way the model's training images were made "
+    "(each step is shown), then the encoder maps it to a distribution over latent codes: a mean "
+    "and a spread σ per dimension. You see how the model redraws it, how typical it finds it, "
+    "which dataset images are closest in latent space, and where it lands on the latent map."
+)
+
+up_col, cam_col = st.columns([3, 1], vertical_alignment="bottom")
+uploads = up_col.file_uploader(
+    "Images (PNG, JPEG, WebP, BMP or GIF)",
+    type=["png", "jpg", "jpeg", "webp", "bmp", "gif"],
+    accept_multiple_files=True,
+    key="encode_uploads",
+)
+files = [(f.name, f.getvalue()) for f in uploads or []]
+if cam_col.toggle("Use the camera", key="encode_camera"):
+    shot = st.camera_input("Take a photo of a digit on paper")
+    if shot is not None:
+        files.append(("camera photo", shot.getvalue()))
+
+if not files:
+    st.info("Upload one or more images to encode them.", icon=":material/upload:")
+    st.stop()
+
+try:
+    table = cache.latent_table(run, state.map_size(len(ds)))
+    proj = cache.projection(run, table, state.projection_method())
+except (DatasetError, ValueError, ImportError) as e:
+    st.error(f"Could not prepare the dataset's latent codes: {e}")
+    st.stop()
+
+placed: list[tuple[str, np.ndarray]] = []
+for i, (name, blob) in enumerate(files):
+    with st.container(border=True):
+        st.subheader(name)
+        try:
+            enc = infer.encode_upload(run, open_image(blob, name), table.mean, table.labels, K)
+        except (ImageError, PreprocessError) as e:
+            st.error(str(e), icon=":material/broken_image:")
+            continue
+        placed.append((name, enc.mean))
+
+        st.caption("Preparation, step by step (the last picture is what the encoder sees):")
+        steps = enc.steps[:8]
+        for col, (step, pic) in zip(st.columns(len(steps)), steps, strict=True):
+            col.image(pic, caption=step, width=112)
+
+        left, right = st.columns([2, 3], gap="large")
+        with left:
+            a, b = st.columns(2)
+            a.image(images.upscale(enc.x, 160), caption="Model input")
+            b.image(images.upscale(enc.recon, 160), caption="Reconstruction")
+            pct = 100.0 * float((table.elbo < enc.elbo).mean())
+            st.metric("ELBO", f"{enc.elbo:.1f} nats")
+            st.caption(
+                f"Higher than {pct:.0f}% of the dataset's images: "
+                + (
+                    "the model finds it typical."
+                    if pct >= 20
+                    else "the model finds it unusual (a lower ELBO means a worse fit)."
+                )
+            )
+            if st.button("Open in Explore ↗", key=f"to_explore_{i}", type="primary"):
+                state.request_z(enc.mean)
+                state.set_selected_index(None)
+                st.switch_page("pages/explore.py")
+        with right:
+            order = table.dim_order()
+            st.plotly_chart(
+                plots.posterior_bars(enc.mean, enc.std, dims=order[: min(len(order), 32)]),
+                key=f"posterior_{i}",
+                config={"displayModeBar": False},
+            )
+            st.caption(
+                "The encoder's answer per latent dimension: the dot is the mean, the bar ±σ. "
+                "The grey bands are the prior N(0, 1) (±1 and ±2). A dimension whose dot sits at "
+                "0 with σ ≈ 1 says nothing about this image."
+            )
+
+        st.markdown("**Nearest dataset images** in latent space")
+        cols = st.columns(len(enc.neighbours))
+        for rank, (col, pos, dist) in enumerate(
+            zip(cols, enc.neighbours, enc.distances, strict=True)
+        ):
+            row = int(table.rows[pos])
+            col.image(
+                images.upscale(data.images(ds, [row])[0], 96),
+                caption=f"label {data.label_of(ds, row)} · d={dist:.2f}",
+                alt=f"neighbour {rank + 1}",
+            )
+
+if placed:
+    st.subheader("Where they land on the map")
+    xy = np.asarray(proj.embedding, np.float32)
+    color = table.labels if table.labels is not None else table.kl
+    fig = plots.latent_map(
+        xy,
+        color,
+        categorical=table.labels is not None,
+        color_title="label" if table.labels is not None else "KL",
+        category_names=ds.label_names,
+        rows=table.rows,
+        height=480,
+    ).figure
+    pts = np.asarray(proj.transform(np.stack([m for _, m in placed])), np.float32)  # (M, 2)
+    plots.add_stars(fig, pts, [n for n, _ in placed])
+    st.plotly_chart(fig, key="encode_map", config={"displaylogo": False})
+    st.caption(
+        "Each ★ is an uploaded image, placed with the map's existing projection (nothing is "
+        f"refitted). Dots are {len(table):,} dataset images."
+    )

@@ -1,0 +1,298 @@
+"""Explore: a map of the latent space, and sliders that walk it with a live decoded image."""
+
+import numpy as np
+import streamlit as st
+
+from vae.data import DatasetError
+from vae.projection import available_methods
+from vae.ui import cache, data, images, infer, models, plots, sliders, state
+
+METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+SIZES = [1000, 2000, 5000, 10_000]
+MAP_KEY = "latent_map"
+
+run = models.require_run()
+ds = data.require_dataset(run)
+model_key = st.session_state[state.MODEL]
+D = run.config.latent_dim
+
+st.title("Explore the latent space")
+st.caption(
+    "Every dot is one image of the dataset, placed by the centre of its latent code (the "
+    "posterior mean), squeezed from "
+    f"{D} dimensions to 2. Click a dot to decode it, or draw a lasso around a group. "
+    "The sliders on the right set a latent vector z directly; the decoder turns it into the "
+    "image above them."
+)
+
+# --- map controls ---------------------------------------------------------------------------------
+methods = available_methods()
+if state.projection_method() not in methods:
+    state.set_projection_method("pca")
+if st.session_state.get("proj_widget") not in methods:
+    st.session_state["proj_widget"] = state.projection_method()
+c1, c2, c3 = st.columns([2, 2, 2], vertical_alignment="bottom")
+method = c1.segmented_control(
+    "Projection",
+    methods,
+    key="proj_widget",
+    format_func=lambda m: METHOD_NAMES.get(m, m),
+    help="PCA is exact and instant; t-SNE and UMAP keep neighbours together but take a while "
+    "the first time (then they are cached on disk).",
+)
+method = method or "pca"
+state.set_projection_method(method)
+sizes = [s for s in SIZES if s < len(ds)] + [len(ds)] if len(ds) < SIZES[-1] else SIZES
+if st.session_state.get("map_n_widget") not in sizes:
+    n0 = state.map_size(len(ds))
+    st.session_state["map_n_widget"] = min(sizes, key=lambda s: abs(s - n0))
+n = c3.select_slider(
+    "Images on the map",
+    sizes,
+    key="map_n_widget",
+    help="A class-balanced sample of the dataset.",
+)
+state.set_map_size(n)
+
+try:
+    table = cache.latent_table(run, n)
+except DatasetError as e:
+    st.error(f"Could not read the dataset: {e}")
+    st.stop()
+
+color_options = (
+    (["label"] if table.labels is not None else [])
+    + [f"factor:{i}" for i in range(0 if table.factors is None else table.factors.shape[1])]
+    + ["recon", "kl"]
+)
+factor_names = ds.factor_names or []
+
+
+def color_name(opt: str) -> str:
+    if opt == "label":
+        return "label"
+    if opt.startswith("factor:"):
+        i = int(opt[7:])
+        return f"factor: {factor_names[i] if i < len(factor_names) else i}"
+    return {"recon": "reconstruction error", "kl": "KL to the prior"}[opt]
+
+
+color_by = c2.selectbox("Colour by", color_options, format_func=color_name, key="color_by")
+
+progress_slot = st.empty()
+
+
+def on_progress(frac: float, message: str) -> None:
+    progress_slot.progress(float(np.clip(frac, 0, 1)), text=message)
+
+
+try:
+    proj = cache.projection(run, table, method, progress=on_progress)
+except (ValueError, ImportError, RuntimeError) as e:
+    progress_slot.empty()
+    st.error(f"Could not compute the {METHOD_NAMES.get(method, method)} projection: {e}")
+    st.caption("Pick PCA above; it always works.")
+    st.stop()
+progress_slot.empty()
+xy = np.asarray(proj.embedding, dtype=np.float32)  # (N, 2)
+
+
+def to_map(z: np.ndarray) -> np.ndarray:
+    return np.asarray(proj.transform(np.asarray(z, np.float32).reshape(1, -1)))[0]  # (2,)
+
+
+# --- selection from the map (a callback, so it runs once per new selection) ----------------------
+def on_select() -> None:
+    event = st.session_state.get(MAP_KEY)
+    positions = st.session_state.get("_map_positions")
+    if not event or positions is None:
+        return
+    sel = event.selection
+    fig = plots.MapFigure(None, positions)  # only used to map selections back to rows
+    picked = fig.selected_rows(sel.get("points", []))
+    if sel.get("box") or sel.get("lasso"):
+        st.session_state["_lasso_rows"] = picked
+        return
+    st.session_state.pop("_lasso_rows", None)
+    if len(picked) == 1:
+        pos = picked[0]
+        state.set_selected_index(int(table.rows[pos]))
+        state.request_z(table.mean[pos])
+
+
+# --- colours --------------------------------------------------------------------------------------
+if color_by == "label":
+    color, categorical, names = table.labels, True, ds.label_names
+elif color_by.startswith("factor:"):
+    i = int(color_by[7:])
+    color, categorical = table.factors[:, i], True
+    sizes_f = ds.factor_sizes or []
+    names = [str(v) for v in range(sizes_f[i])] if i < len(sizes_f) else None
+else:
+    color, categorical, names = (table.recon if color_by == "recon" else table.kl), False, None
+
+sel_row = state.selected_index()
+sel_pos = None
+if sel_row is not None and sel_row < len(ds):
+    p = int(np.searchsorted(table.rows, sel_row))
+    sel_pos = p if p < len(table.rows) and table.rows[p] == sel_row else None
+elif sel_row is not None:
+    state.set_selected_index(None)
+    sel_row = None
+lasso_rows = st.session_state.get("_lasso_rows") or []
+lasso_rows = [r for r in lasso_rows if r < len(table.rows)]
+
+z_now = state.current_z(D)
+marker = to_map(z_now) if z_now is not None else None
+highlight = xy[[sel_pos]] if sel_pos is not None else None
+map_fig = plots.latent_map(
+    xy,
+    color,
+    categorical=categorical,
+    color_title=color_name(color_by),
+    category_names=names,
+    rows=table.rows,
+    marker=marker,
+    selected=highlight,
+    axis_titles=("PC 1", "PC 2") if method == "pca" else ("", ""),
+)
+st.session_state["_map_positions"] = map_fig.positions
+
+left, right = st.columns([5, 4], gap="large")
+
+# --- the latent sliders and the decoded image (a fragment: moving a slider reruns only this) ------
+grid = plots.density_grid(xy)
+
+
+@st.fragment
+def latent_panel() -> None:
+    keys = sliders.slider_keys(model_key, D)
+    z = sliders.take_z(keys, D)
+    st.subheader("Decoded z")
+    img_col, map_col = st.columns([3, 2], vertical_alignment="top")
+    decoded = infer.decode(run, z)  # (C, H, W)
+    img_col.image(
+        images.data_uri(images.upscale(decoded, 256)),
+        width="stretch",
+        caption="What the decoder draws for the z set by the sliders below.",
+        alt="decoded z",
+    )
+    with map_col:
+        st.plotly_chart(
+            plots.position_map(grid, to_map(z)),
+            config={"displayModeBar": False, "staticPlot": True},
+            key="position_map",
+        )
+        st.caption("★ where z lies on the map (grey: where the data is).")
+    b1, b2, b3 = st.columns(3)
+    b1.button(
+        "Reset to 0",
+        on_click=sliders.set_z,
+        args=(keys, np.zeros(D, np.float32)),
+        width="stretch",
+        help="z = 0 is the centre of the prior N(0, I): the 'average' image.",
+    )
+    seed = st.session_state.get("_prior_draws", 0)
+    b2.button(
+        "Random z",
+        on_click=_draw_prior,
+        args=(keys, seed),
+        width="stretch",
+        help="Draw z from the prior N(0, I), the way a VAE generates new images.",
+    )
+    b3.button(
+        "Snap to data",
+        on_click=_snap,
+        args=(keys, z),
+        width="stretch",
+        help="Jump to the latent code of the closest dataset image.",
+    )
+    if st.session_state.get("_snapped") is not None:
+        row, label = st.session_state.pop("_snapped")
+        st.caption(f"Snapped to image #{row} (label {label}).")
+    kl = table.kl_per_dim
+    n_collapsed = int((kl < plots.COLLAPSED_KL).sum())
+    show_all = False
+    if D > sliders.TOP:
+        show_all = st.toggle(f"Show all {D} dimensions", key="show_all_dims")
+    st.caption(
+        f"Sliders are ordered by how much information each dimension carries (mean KL to the "
+        f"prior). {n_collapsed} of {D} dimensions are collapsed: the decoder ignores them."
+        if n_collapsed
+        else "Sliders are ordered by how much information each dimension carries (mean KL)."
+    )
+    with st.container(height=520 if (show_all or D > 8) else "content", border=False):
+        sliders.draw(keys, kl, show_all=show_all)
+    state.sync_url(z=z)
+
+
+def _draw_prior(keys: list[str], seed: int) -> None:
+    st.session_state["_prior_draws"] = seed + 1
+    sliders.set_z(keys, infer.prior_sample(D, seed=seed + 1000 * D))
+
+
+def _snap(keys: list[str], z: np.ndarray) -> None:
+    idx, _ = infer.nearest(z, table.mean, k=1)
+    pos = int(idx[0])
+    sliders.set_z(keys, table.mean[pos])
+    row = int(table.rows[pos])
+    st.session_state["_snapped"] = (row, data.label_of(ds, row))
+
+
+with right:
+    latent_panel()
+
+with left:
+    st.plotly_chart(
+        map_fig.figure,
+        key=MAP_KEY,
+        on_select=on_select,
+        selection_mode=("points", "box", "lasso"),
+        config={"scrollZoom": True, "displaylogo": False},
+    )
+    st.caption(
+        f"{len(table):,} images of the "
+        + ("whole dataset" if table.split == "all" else f"{table.split} split")
+        + f", {METHOD_NAMES.get(method, method)}"
+        + (
+            " (exact: the ★ is the true position of z)"
+            if method == "pca"
+            else " (★ placed with the fitted map's transform, an approximation)"
+        )
+        + ". Drag to lasso; double-click to clear."
+    )
+
+    # --- what is selected -----------------------------------------------------------------------
+    if lasso_rows:
+        rows = table.rows[lasso_rows]
+        st.subheader(f"{len(rows)} images selected")
+        g1, g2 = st.columns([3, 1])
+        shown = rows[:64]
+        g1.image(
+            images.upscale(images.grid(list(data.images(ds, shown)), pad=1), 384),
+            caption=f"The selected originals{' (first 64)' if len(rows) > 64 else ''}.",
+        )
+        mean_z = table.mean[lasso_rows].mean(0)
+        g2.image(
+            images.upscale(infer.decode(run, mean_z), 160),
+            caption="Decoding of their mean latent code.",
+        )
+        if g2.button("Load into sliders", key="lasso_to_sliders"):
+            state.request_z(mean_z)
+            st.rerun()
+    elif sel_row is not None:
+        x = data.images(ds, [sel_row])  # (1, C, H, W)
+        st.subheader(f"Image #{sel_row} · label {data.label_of(ds, sel_row)}")
+        o, r, info = st.columns([1, 1, 2])
+        o.image(images.upscale(x[0], 160), caption="Original")
+        r.image(images.upscale(infer.reconstruct(run, x)[0], 160), caption="Reconstruction")
+        if sel_pos is not None:
+            info.metric("ELBO (nats)", f"{table.elbo[sel_pos]:.1f}")
+            info.caption(
+                f"KL to the prior {table.kl[sel_pos]:.1f} nats, reconstruction error "
+                f"{table.recon[sel_pos]:.1f} nats. Its latent mean is now in the sliders."
+            )
+    else:
+        st.caption("Click a dot to see that image next to its reconstruction.")
+
+state.sync_url()

@@ -1,0 +1,210 @@
+"""The Streamlit app through `streamlit.testing.v1.AppTest` (no browser).
+
+The app is pointed at a temporary models folder (`VAE_ASSETS_DIR`) with two tiny digits
+checkpoints, an empty runs folder and a temporary cache folder.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.e2e.helpers import app_pages, digit_photo_png, tiny_digits_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+DECODED_CAPTION = "What the decoder draws"
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("app")
+    assets = root / "assets"
+    tiny_digits_checkpoint(assets / "digits-mlp", latent_dim=4, steps=120)
+    tiny_digits_checkpoint(assets / "digits-wide", latent_dim=20, steps=40, seed=1)
+    (root / "runs").mkdir()
+    return {"assets": assets, "runs": root / "runs", "cache": root / "cache", "root": root}
+
+
+@pytest.fixture
+def app(model_dirs, monkeypatch) -> AppTest:
+    monkeypatch.setenv("VAE_ASSETS_DIR", str(model_dirs["assets"]))
+    monkeypatch.setenv("VAE_RUNS_DIR", str(model_dirs["runs"]))
+    monkeypatch.setenv("VAE_CACHE_DIR", str(model_dirs["cache"]))
+    monkeypatch.setenv("VAE_DEVICE", "cpu")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    return at
+
+
+def ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def decoded_url(at: AppTest) -> str:
+    for img in at.get("image"):
+        if any(DECODED_CAPTION in c for c in img.captions):
+            return img.value[0]
+    raise AssertionError("no decoded image on the page")
+
+
+def latent_sliders(at: AppTest) -> list:
+    return [s for s in at.slider if s.key and s.key.startswith("zslider:")]
+
+
+def test_explore_home_has_map_sliders_and_image(app):
+    ok(app)
+    assert app.title[0].value == "Explore the latent space"
+    assert app.sidebar.selectbox(key="model").value == "asset:digits-mlp"
+    assert any(c.key == "latent_map" for c in app.get("plotly_chart"))
+    sl = latent_sliders(app)
+    assert len(sl) == 4
+    labels = [s.label for s in sl]
+    kls = [float(lbl.split("KL ")[1].split(" ")[0]) for lbl in labels]
+    # drawn row by row in two columns: order in the tree is column-major
+    row_major = [kls[i // 2 + (i % 2) * 2] for i in range(4)]
+    assert row_major == sorted(row_major, reverse=True), labels
+    assert decoded_url(app).startswith("data:image/png;base64,")
+    assert app.query_params["model"] == "asset:digits-mlp"
+
+
+def test_moving_a_slider_changes_the_image_and_url(app):
+    before = decoded_url(app)
+    s = latent_sliders(app)[0]
+    s.set_value(2.0).run()
+    ok(app)
+    assert decoded_url(app) != before
+    z = [float(v) for v in app.query_params["z"].split(",")]
+    d = int(s.key.rsplit(":", 1)[1])
+    assert z[d] == pytest.approx(2.0)
+
+
+def test_buttons_reset_random_and_snap(app):
+    latent_sliders(app)[0].set_value(2.5).run()
+    reset = next(b for b in app.button if b.label == "Reset to 0")
+    reset.click().run()
+    ok(app)
+    assert all(s.value == 0.0 for s in latent_sliders(app))
+    zero = decoded_url(app)
+    next(b for b in app.button if b.label == "Random z").click().run()
+    ok(app)
+    assert any(s.value != 0.0 for s in latent_sliders(app))
+    assert decoded_url(app) != zero
+    next(b for b in app.button if b.label == "Snap to data").click().run()
+    ok(app)
+    assert any("Snapped to image #" in c.value for c in app.caption)
+
+
+def test_url_reproduces_the_view(model_dirs, monkeypatch):
+    monkeypatch.setenv("VAE_ASSETS_DIR", str(model_dirs["assets"]))
+    monkeypatch.setenv("VAE_RUNS_DIR", str(model_dirs["runs"]))
+    monkeypatch.setenv("VAE_CACHE_DIR", str(model_dirs["cache"]))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"model": "asset:digits-mlp", "z": "1.00,-1.00,0.50,0.00", "idx": "7"})
+    at.run()
+    ok(at)
+    values = {int(s.key.rsplit(":", 1)[1]): s.value for s in latent_sliders(at)}
+    assert values == {0: 1.0, 1: -1.0, 2: 0.5, 3: 0.0}
+    assert any(s.value.startswith("Image #7 ") for s in at.subheader)
+
+
+def test_wide_model_shows_top_16_then_all(app):
+    app.sidebar.selectbox(key="model").set_value("asset:digits-wide").run()
+    ok(app)
+    assert len(latent_sliders(app)) == 16
+    app.toggle(key="show_all_dims").set_value(True).run()
+    ok(app)
+    assert len(latent_sliders(app)) == 20
+    assert app.query_params["model"] == "asset:digits-wide"
+
+
+def test_switching_models_resets_sliders_to_the_new_size(app):
+    latent_sliders(app)[0].set_value(1.0).run()
+    app.sidebar.selectbox(key="model").set_value("asset:digits-wide").run()
+    ok(app)
+    assert len(app.query_params["z"].split(",")) == 20
+    app.sidebar.selectbox(key="model").set_value("asset:digits-mlp").run()
+    ok(app)
+    assert len(latent_sliders(app)) == 4
+
+
+def test_colour_and_size_controls(app):
+    for opt in app.selectbox(key="color_by").options:
+        app.selectbox(key="color_by").set_value(opt).run()
+        ok(app)
+
+
+def test_every_page_runs_without_exception(app):
+    for script, _ in app_pages():
+        app.switch_page(script).run()
+        ok(app)
+        assert app.title, f"{script} has no title"
+        assert app.sidebar.selectbox(key="model").value  # the frame ran around the page
+
+
+def test_upload_shows_an_encoding(app):
+    app.switch_page("pages/encode.py").run()
+    ok(app)
+    assert app.info[0].value.startswith("Upload one or more images")
+    app.get("file_uploader")[0].set_value(("seven.png", digit_photo_png(), "image/png")).run()
+    ok(app)
+    assert app.subheader[0].value == "seven.png"
+    assert any(m.label == "ELBO" for m in app.metric)
+    neighbours = [img for img in app.get("image") if any("d=" in c for c in img.captions)]
+    assert len(neighbours) == 8
+    assert any(c.key == "encode_map" for c in app.get("plotly_chart"))
+    # the encoding goes to Explore's sliders
+    app.button(key="to_explore_0").click().run()
+    ok(app)
+    assert app.title[0].value == "Explore the latent space"
+    z = np.array([s.value for s in sorted(latent_sliders(app), key=lambda s: s.key)])
+    assert np.abs(z).sum() > 0
+
+
+def test_bad_upload_gets_a_clear_message(app):
+    app.switch_page("pages/encode.py").run()
+    app.get("file_uploader")[0].set_value(("notes.png", b"not an image", "image/png")).run()
+    assert not app.exception
+    assert "not a readable image" in app.error[0].value
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_upload_checkpoint_zip(app, model_dirs):
+    src = model_dirs["assets"] / "digits-mlp"
+    blob = _zip({f"run/{f}": (src / f).read_bytes() for f in ("config.json", "model.safetensors")})
+    app.sidebar.get("file_uploader")[0].set_value(("run.zip", blob, "application/zip")).run()
+    ok(app)
+    assert app.sidebar.selectbox(key="model").value.startswith("upload:")
+    assert len(latent_sliders(app)) == 4
+
+
+def test_unsafe_checkpoint_zip_is_refused(app):
+    blob = _zip({"../evil/config.json": b"{}", "model.safetensors": b"x"})
+    app.sidebar.get("file_uploader")[0].set_value(("evil.zip", blob, "application/zip")).run()
+    assert not app.exception
+    assert any("unsafe path" in e.value for e in app.sidebar.error)
+
+
+def test_add_folder_by_path(app, model_dirs, tmp_path):
+    run = tiny_digits_checkpoint(tmp_path / "my-run", latent_dim=3, steps=10)
+    app.sidebar.text_input[0].input(str(run))
+    next(b for b in app.sidebar.button if b.label == "Add folder").click().run()
+    ok(app)
+    assert app.sidebar.selectbox(key="model").value == f"path:{run.resolve()}"
+    assert len(latent_sliders(app)) == 3
+    app.sidebar.text_input[0].input(str(tmp_path / "nope"))
+    next(b for b in app.sidebar.button if b.label == "Add folder").click().run()
+    assert any("is not a folder" in e.value for e in app.sidebar.error)
