@@ -1,0 +1,172 @@
+"""Checkpoint zips: export a run folder, and import an uploaded zip safely. Nothing is unpickled.
+
+    blob = export_zip(Path("runs/mnist"))        # mnist/config.json, model.safetensors, metrics*
+    ck = check_zip(blob)                         # validated members (CheckpointError otherwise)
+    path = extract_zip(blob, Path("runs/copy"))  # unpack to a temp folder, load_run it, publish
+
+A zip may hold its files at the top level or inside one folder. Member names are only matched
+against known file names, never used as paths, so `../` tricks cannot escape; even so, unsafe
+names, symlinks, pickles and anything that is not JSON or safetensors make the whole zip refused.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from vae.checkpoint import (
+    CONFIG_FILE,
+    METRICS_JSON,
+    METRICS_JSONL,
+    PICKLE_SUFFIXES,
+    WEIGHTS_FILE,
+    CheckpointError,
+    load_run,
+)
+
+MAX_ZIP_BYTES = 512 * 1024 * 1024  # compressed archive
+MAX_UNZIPPED_BYTES = 1024 * 1024 * 1024  # sum of the members we extract
+MEMBERS = (CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON, METRICS_JSONL)  # what is exported and taken
+ALLOWED_SUFFIXES = (".json", ".jsonl", ".safetensors")  # other files of these kinds are skipped
+IGNORED = ("__MACOSX/", ".DS_Store")
+
+
+@dataclass
+class ZipCheckpoint:
+    """A checked archive: the open zip, the members to take by file name, and its folder name."""
+
+    zf: zipfile.ZipFile
+    members: dict[str, zipfile.ZipInfo]
+    folder: str | None  # the one folder the files sit in, if any (a default run name)
+    size: int  # uncompressed bytes of `members`
+
+
+def check_zip(
+    data: bytes,
+    *,
+    max_zip_bytes: int = MAX_ZIP_BYTES,
+    max_unzipped_bytes: int = MAX_UNZIPPED_BYTES,
+) -> ZipCheckpoint:
+    """Validate an uploaded checkpoint zip without extracting anything."""
+    if len(data) > max_zip_bytes:
+        raise CheckpointError(
+            f"the zip is {len(data) >> 20} MiB; the limit is {max_zip_bytes >> 20} MiB"
+        )
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError):
+        raise CheckpointError("the upload is not a zip archive") from None
+    picked: dict[str, zipfile.ZipInfo] = {}
+    folders: set[str] = set()
+    total = 0
+    for info in infos:
+        name = info.filename
+        if info.is_dir() or name.startswith(IGNORED[0]) or name.endswith(IGNORED[1]):
+            continue
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0] or "" in parts:
+            raise CheckpointError(f"the zip holds an unsafe path {name!r}; refusing it")
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise CheckpointError(f"the zip holds a symlink {name!r}; refusing it")
+        base = parts[-1]
+        suffix = Path(base).suffix.lower()
+        if suffix in PICKLE_SUFFIXES:
+            raise CheckpointError(
+                f"the zip holds {name!r}, a pickle-based file. Pickles can run arbitrary code, "
+                "so they are never loaded; export the model as config.json + model.safetensors"
+            )
+        if suffix not in ALLOWED_SUFFIXES:
+            raise CheckpointError(
+                f"unexpected file {name!r} in the zip: it may hold only JSON and safetensors "
+                f"files ({', '.join(MEMBERS)})"
+            )
+        if len(parts) > 2:
+            raise CheckpointError(f"{name!r} is nested too deep; put the files in one folder")
+        if base not in MEMBERS:
+            continue  # e.g. train_state.json: harmless, not needed
+        if base in picked:
+            raise CheckpointError(f"the zip holds more than one {base}")
+        picked[base] = info
+        folders.add(parts[0] if len(parts) == 2 else "")
+        total += info.file_size
+    for need in (CONFIG_FILE, WEIGHTS_FILE):
+        if need not in picked:
+            raise CheckpointError(
+                f"the zip has no {need}; it needs config.json + model.safetensors"
+            )
+    if len(folders) > 1:
+        raise CheckpointError("the zip's files are spread over several folders; use one")
+    if total > max_unzipped_bytes:
+        raise CheckpointError(
+            f"the zip unpacks to {total >> 20} MiB; the limit is {max_unzipped_bytes >> 20} MiB"
+        )
+    folder = folders.pop() or None
+    return ZipCheckpoint(zf, picked, folder, total)
+
+
+def _copy_capped(src: io.BufferedIOBase, dst: io.BufferedIOBase, limit: int, name: str) -> int:
+    """Copy at most `limit` bytes; a member that inflates beyond its declared size is refused."""
+    done = 0
+    while block := src.read(1 << 20):
+        done += len(block)
+        if done > limit:
+            raise CheckpointError(f"{name} unpacks to more than its declared size; refusing it")
+        dst.write(block)
+    return done
+
+
+def extract_zip(
+    data: bytes,
+    dest: Path,
+    *,
+    max_zip_bytes: int = MAX_ZIP_BYTES,
+    max_unzipped_bytes: int = MAX_UNZIPPED_BYTES,
+) -> Path:
+    """Unpack a checkpoint zip into the new folder `dest` and return it.
+
+    The files go to a hidden temp folder next to `dest`, the run is loaded with
+    `vae.checkpoint.load_run` (config, shapes, finite weights), and only then renamed to `dest`,
+    so a bad or half-written upload is never visible. Raises CheckpointError.
+    """
+    ck = check_zip(data, max_zip_bytes=max_zip_bytes, max_unzipped_bytes=max_unzipped_bytes)
+    dest = Path(dest)
+    if dest.exists():
+        raise CheckpointError(f"{dest} already exists")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # one level down, so that folder scanners (which look for <dir>/config.json) never see it
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".import-"))
+    staged = tmp / "run"
+    try:
+        staged.mkdir()
+        for base, info in ck.members.items():
+            with ck.zf.open(info) as src, open(staged / base, "wb") as dst:
+                _copy_capped(src, dst, info.file_size, info.filename)
+        load_run(staged)  # validate before it becomes visible
+        try:
+            os.rename(staged, dest)
+        except OSError:
+            raise CheckpointError(f"{dest} already exists") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def export_zip(run_dir: str | os.PathLike) -> bytes:
+    """A zip of a run's config, weights and metrics, inside a folder named after the run."""
+    run_dir = Path(run_dir)
+    for need in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (run_dir / need).is_file():
+            raise CheckpointError(f"{run_dir} has no {need} to export")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for base in MEMBERS:
+            path = run_dir / base
+            if path.is_file():
+                zf.write(path, f"{run_dir.name}/{base}")
+    return buf.getvalue()
