@@ -1,0 +1,246 @@
+"""Traverse: what each latent dimension does, one dimension (or two) at a time."""
+
+import numpy as np
+import streamlit as st
+
+from vae.data import DatasetError
+from vae.projection import ProjectionError
+from vae.traversal import manifold_codes, offsets, plane_points, traversal_codes
+from vae.ui import cache, data, grids, images, infer, models, plots, state
+
+URL = "traverse-latents"
+STEPS = [5, 7, 9, 11, 13]
+
+run = models.require_run()
+D = run.config.latent_dim
+model_key = st.session_state[state.MODEL]
+name = run.path.name
+
+st.title("Traverse the latent dimensions")
+st.caption(
+    "Each row of the grid changes **one** latent dimension of z and keeps all the others fixed. "
+    "Columns go from −span to +span prior standard deviations around the centre (framed in "
+    "orange). A row whose pictures change is a dimension the decoder uses; a row that stays the "
+    "same is a *collapsed* dimension that carries no information."
+)
+
+# --- which dimensions matter (KL per dimension needs the dataset; the grid itself does not) -------
+table = None
+try:
+    table = cache.latent_table(run, state.map_size(len(data.load(run))))
+    kl = np.asarray(table.kl_per_dim, np.float32)
+    order = [int(d) for d in table.dim_order()]
+except DatasetError as e:
+    kl, order = None, list(range(D))
+    st.info(
+        f"The dataset of this model is not available ({e}), so dimensions are shown in index "
+        "order, without their KL.",
+        icon="🗂️",
+    )
+
+
+def dim_label(d: int) -> str:
+    if kl is None:
+        return f"z{d}"
+    return f"z{d} · KL {kl[d]:.2f}" + (" · collapsed" if kl[d] < plots.COLLAPSED_KL else "")
+
+
+# --- controls -------------------------------------------------------------------------------------
+c1, c2, c3, c4 = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
+centre_mode = c1.segmented_control(
+    "Centre",
+    ["explore", "prior"],
+    default="explore",
+    required=True,
+    key="trav_centre",
+    persist_state="session",
+    format_func=lambda m: {"explore": "z from Explore", "prior": "Prior mean (z = 0)"}[m],
+    help="Traverse around the z set by Explore's sliders, or around the centre of the prior.",
+)
+span = c2.slider(
+    "Span (±σ)",
+    0.5,
+    4.0,
+    3.0,
+    0.5,
+    key="trav_span",
+    persist_state="session",
+    help="How far each column goes, in prior standard deviations.",
+)
+steps = c3.select_slider("Columns", STEPS, value=9, key="trav_steps", persist_state="session")
+hide_collapsed = c4.toggle(
+    "Hide collapsed",
+    value=False,
+    key="trav_hide",
+    persist_state="session",
+    disabled=kl is None,
+    help="Leave out dimensions whose KL is below 0.01 nats: they do nothing.",
+)
+
+z_explore = state.current_z(D)
+if centre_mode == "explore" and z_explore is not None:
+    centre = np.asarray(z_explore, np.float32)
+    centre_text = "z from Explore's sliders"
+else:
+    centre = np.zeros(D, np.float32)
+    centre_text = "z = 0, the prior mean"
+    if centre_mode == "explore":
+        st.caption("Explore's sliders have not been set yet, so the centre is z = 0.")
+offs = offsets(int(steps), float(span))
+col_labels = [f"{v:+.1f}" for v in offs]
+mid = int(steps) // 2
+
+tab_rows, tab_plane, tab_gif = st.tabs(
+    ["One dimension per row", "Two dimensions at once", "Animated GIF"]
+)
+
+# --- one dimension per row ------------------------------------------------------------------------
+with tab_rows:
+    dims = [
+        d for d in order if not (hide_collapsed and kl is not None and kl[d] < plots.COLLAPSED_KL)
+    ]
+    if not dims:
+        st.info("Every dimension is collapsed: the decoder ignores z entirely.", icon="🫥")
+    else:
+        top = min(len(dims), 12)
+        n_rows = top
+        if len(dims) > 1:
+            n_rows = st.slider(
+                "Rows (most informative first)",
+                1,
+                len(dims),
+                top,
+                key=f"trav_rows:{model_key}",
+            )
+        dims = dims[:n_rows]
+        codes = traversal_codes(centre, dims, offs)  # (R, S, D)
+        tiles = infer.decode(run, codes.reshape(-1, D))  # (R*S, C, H, W)
+        muted = [r for r, d in enumerate(dims) if kl is not None and kl[d] < plots.COLLAPSED_KL]
+        tile = int(np.clip(640 // int(steps), 44, 80))
+        pic = grids.labelled_grid(
+            tiles,
+            int(steps),
+            row_labels=[dim_label(d) for d in dims],
+            col_labels=col_labels,
+            muted_rows=muted,
+            highlight_col=mid if int(steps) % 2 else None,
+            tile=tile,
+        )
+        st.image(pic, output_format="PNG")
+        st.caption(
+            f"Centre: {centre_text}. Rows are sorted by KL (how much information the dimension "
+            "carries, averaged over the dataset); greyed rows are collapsed."
+        )
+        st.download_button(
+            "Download grid (PNG)",
+            images.png_bytes(pic),
+            file_name=f"traversal-{name}.png",
+            mime="image/png",
+            on_click="ignore",
+            icon=":material/download:",
+            key="trav_png",
+        )
+
+# --- two dimensions: a 2-D manifold ---------------------------------------------------------------
+with tab_plane:
+    kinds = ["dims", "pca"] if D >= 2 else []
+    plane = None
+    if not kinds:
+        st.info("This model has a single latent dimension; see the first tab.", icon="ℹ️")
+    else:
+        p1, p2, p3, p4 = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
+        kind = p1.segmented_control(
+            "Plane",
+            kinds,
+            default="dims",
+            required=True,
+            key="trav_plane_kind",
+            persist_state="session",
+            format_func=lambda k: {"dims": "Two latent dimensions", "pca": "PCA plane"}[k],
+            help="The PCA plane is the flat slice of latent space that holds the most variation "
+            "of the dataset's codes; its grid is decoded through the inverse PCA.",
+        )
+        n_grid = p4.select_slider(
+            "Grid size", [5, 7, 9, 11, 15, 21], value=11, key="trav_grid", persist_state="session"
+        )
+        plane = None
+        if kind == "dims":
+            dx = p2.selectbox(
+                "Across (x)", order, index=0, format_func=dim_label, key=f"trav_dx:{model_key}"
+            )
+            dy = p3.selectbox(
+                "Up (y)", order, index=1, format_func=dim_label, key=f"trav_dy:{model_key}"
+            )
+            if dx == dy:
+                st.warning("Pick two different dimensions.", icon="↔️")
+            else:
+                g = offsets(int(n_grid), float(span))
+                plane = manifold_codes(centre, int(dx), int(dy), g).reshape(-1, D)  # (S*S, D)
+                row_labels, cols = [f"{v:+.1f}" for v in g[::-1]], [f"{v:+.1f}" for v in g]
+                what = (
+                    f"x moves z{dx} and y moves z{dy} by −{span:g}…+{span:g} around the centre "
+                    f"({centre_text}); larger values are right and up."
+                )
+        elif table is None:
+            st.info("The PCA plane needs the dataset's latent codes.", icon="🗂️")
+        else:
+            try:
+                proj = cache.projection(run, table, "pca")
+            except (ProjectionError, ValueError) as e:
+                proj = None
+                st.error(f"Could not fit PCA to the latent codes: {e}")
+            if proj is not None:
+                lo, hi = np.percentile(proj.embedding, [1, 99], axis=0)
+                pts = plane_points(lo, hi, int(n_grid))  # (S, S, 2)
+                plane = proj.inverse_transform(pts.reshape(-1, 2))  # (S*S, D)
+                row_labels = [f"{v:+.1f}" for v in pts[:, 0, 1]]
+                cols = [f"{v:+.1f}" for v in pts[0, :, 0]]
+                ev = proj.explained_variance_ratio
+                what = (
+                    f"x is the first principal component ({100 * ev[0]:.0f}% of the variance of "
+                    f"the dataset's codes), y the second ({100 * ev[1]:.0f}%), over the middle "
+                    "98% of the data. Every other direction is held at the dataset's mean code."
+                )
+    if plane is not None:
+        tiles = infer.decode(run, plane)  # (S*S, C, H, W)
+        tile = int(np.clip(720 // int(n_grid), 32, 72))
+        pic2 = grids.labelled_grid(
+            tiles, int(n_grid), row_labels=row_labels, col_labels=cols, tile=tile, font_size=11
+        )
+        st.image(pic2, output_format="PNG")
+        st.caption(what + " Smooth changes from tile to tile mean a smooth latent space.")
+        st.download_button(
+            "Download manifold (PNG)",
+            images.png_bytes(pic2),
+            file_name=f"manifold-{name}.png",
+            mime="image/png",
+            on_click="ignore",
+            icon=":material/download:",
+            key="trav_plane_png",
+        )
+
+# --- one dimension as an animation ----------------------------------------------------------------
+with tab_gif:
+    g1, g2, g3 = st.columns([3, 2, 2], vertical_alignment="bottom")
+    d_gif = g1.selectbox("Dimension", order, format_func=dim_label, key=f"trav_gif_dim:{model_key}")
+    frames = g2.slider("Frames", 5, 41, 21, 2, key="trav_frames", persist_state="session")
+    fps = g3.slider("Frames per second", 2, 24, 10, key="trav_fps", persist_state="session")
+    codes = traversal_codes(centre, [int(d_gif)], offsets(int(frames), float(span)))[0]  # (F, D)
+    gif = grids.gif_bytes(infer.decode(run, codes), size=192, fps=float(fps))
+    a, b = st.columns([1, 3], vertical_alignment="center")
+    a.image(gif, width=192)
+    b.caption(
+        f"z{d_gif} sweeps from −{span:g} to +{span:g} around the centre ({centre_text}) and back, "
+        "looping. The file plays in any browser or slide deck."
+    )
+    b.download_button(
+        "Download GIF",
+        gif,
+        file_name=f"traverse-z{d_gif}-{name}.gif",
+        mime="image/gif",
+        on_click="ignore",
+        icon=":material/download:",
+        key="trav_gif",
+    )
+
+state.sync_url(page=URL)

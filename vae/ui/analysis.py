@@ -1,0 +1,126 @@
+"""Model analyses for the Diagnostics and Demos pages, numpy out, cached per model.
+
+    epochs, steps = training_logs(run)            # metrics.jsonl and steps.jsonl records
+    count, activity = active_units(run)           # Burda et al. 2015, on the dataset
+    nll, secs, n = iwae_nll(run, 500, 100, progress=cb)   # on demand, not cached
+    m = mig(run, table)                           # shapes: MIG and the MI matrix
+    scores = ood_scores(run, n=500)               # {"test images": ELBOs, "noise": ...}
+
+Cached results are keyed by the run folder and its weights' (mtime, size), like `vae.ui.cache`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from vae.checkpoint import METRICS_JSON, METRICS_JSONL, CheckpointError, Run, read_json, read_jsonl
+from vae.ui import data, models
+from vae.ui.cache import LatentTable
+
+STEPS_JSONL = "steps.jsonl"  # written by vae.train next to metrics.jsonl
+
+
+def training_logs(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The run's per-epoch (metrics.jsonl) and per-step (steps.jsonl) records, read fresh."""
+    path = Path(run.path)
+    return read_jsonl(path / METRICS_JSONL), read_jsonl(path / STEPS_JSONL)
+
+
+def stored_metrics(run: Run) -> dict[str, Any]:
+    """metrics.json as it is on disk now ({} when missing or unreadable)."""
+    try:
+        return read_json(Path(run.path) / METRICS_JSON)
+    except CheckpointError:
+        return {}
+
+
+@st.cache_data(show_spinner="Measuring latent activity…", max_entries=16)
+def _active(path: str, _stamp: tuple[int, int]) -> tuple[int, np.ndarray]:
+    from vae.metrics import active_units as _au
+
+    run = models.load(Path(path))
+    count, activity = _au(run.model, data.load(run).x)
+    return count, activity.numpy()
+
+
+def active_units(run: Run) -> tuple[int, np.ndarray]:
+    """(number of active units, activity (D,)) over the run's dataset (see `vae.metrics`)."""
+    return _active(str(run.path), models.stamp(run.path))
+
+
+def iwae_nll(
+    run: Run,
+    n: int = 500,
+    k: int = 100,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[float, float, int]:
+    """IWAE NLL (nats) of the first `n` images of the dataset with k samples each.
+
+    Bernoulli models of binary-like data see each image binarized once (seeded), as in
+    `python -m vae.evaluate`. Returns (nll, seconds, images used).
+    """
+    from vae.metrics import iwae_nll as _iwae
+
+    ds = data.load(run)
+    x = ds.x[: max(1, min(int(n), len(ds)))]
+    binarize = run.config.likelihood == "bernoulli" and ds.binary_like
+    t0 = time.perf_counter()
+    nll = _iwae(
+        run.model,
+        x,
+        k=int(k),
+        batch_size=max(1, min(50, x.shape[0])),
+        binarize=binarize,
+        seed=seed,
+        progress=progress,
+    )
+    return float(nll), time.perf_counter() - t0, int(x.shape[0])
+
+
+@st.cache_data(show_spinner="Computing mutual information…", max_entries=16)
+def _mig(path: str, _stamp: tuple[int, int], n: int, _table: LatentTable) -> dict[str, Any]:
+    from vae.metrics import mig as _m
+
+    ds = data.load(models.load(Path(path)))
+    return _m(_table.mean, _table.factors, list(ds.factor_sizes or []))
+
+
+def mig(run: Run, table: LatentTable) -> dict[str, Any] | None:
+    """MIG (Chen et al. 2018) over the table's images, or None without factors / < 2 dims."""
+    if table.factors is None or run.config.latent_dim < 2:
+        return None
+    return _mig(str(run.path), models.stamp(run.path), len(table), table)
+
+
+@st.cache_data(show_spinner="Scoring normal and unusual images…", max_entries=16)
+def _ood(path: str, _stamp: tuple[int, int], n: int, seed: int) -> dict[str, np.ndarray]:
+    from vae.anomaly import ood_sets
+    from vae.metrics import per_image_elbo
+
+    run = models.load(Path(path))
+    ds = data.load(run)
+    sets = ood_sets(ds.x, ds.name, seed=seed, n=n)
+    out = {"test images": per_image_elbo(run.model, ds.x[:n], seed=seed).numpy()}
+    for name, x in sets.items():
+        out[name] = per_image_elbo(run.model, x, seed=seed).numpy()
+    return out
+
+
+def ood_scores(run: Run, n: int = 500, seed: int = 0) -> dict[str, np.ndarray]:
+    """Per-image ELBOs of `n` test images (first entry) and of each unusual set."""
+    return _ood(str(run.path), models.stamp(run.path), int(n), int(seed))
+
+
+def ood_examples(run: Run, n: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
+    """A few images of each unusual set, (n, C, H, W) numpy, for a preview."""
+    from vae.anomaly import ood_sets
+
+    ds = data.load(run)
+    return {k: v[:n].numpy() for k, v in ood_sets(ds.x, ds.name, seed=seed, n=n).items()}
