@@ -147,7 +147,11 @@ def extract_zip(
         for base, info in ck.members.items():
             with ck.zf.open(info) as src, open(staged / base, "wb") as dst:
                 _copy_capped(src, dst, info.file_size, info.filename)
-        load_run(staged)  # validate before it becomes visible
+        try:
+            load_run(staged)  # validate before it becomes visible
+        except CheckpointError as e:  # name the files as they are in the zip, not the temp path
+            msg = str(e).replace(f"{staged}{os.sep}", "").replace(str(staged), "the zip")
+            raise CheckpointError(f"this checkpoint cannot be used: {msg}") from None
         try:
             os.rename(staged, dest)
         except OSError:
