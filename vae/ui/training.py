@@ -137,7 +137,7 @@ def device_options() -> list[Any]:
 
 def device_label(d: Any, busy: dict[str, list[str]]) -> str:
     if not d.available:
-        return f"{d.label} (unavailable: {d.reason})"
+        return f"{d.name} (unavailable: {d.reason})"
     slot = "cuda:0" if d.name == "cuda" else d.name
     if busy.get(slot):
         return f"{d.label} — busy with {', '.join(busy[slot])}"

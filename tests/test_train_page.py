@@ -1,0 +1,163 @@
+"""The Train page and the model library through AppTest: validation, a real job, the library."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from vae import jobs
+
+pytestmark = pytest.mark.timeout(180)
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch) -> dict[str, Path]:
+    d = {k: tmp_path / k for k in ("assets", "runs", "cache")}
+    for p in d.values():
+        p.mkdir()
+    monkeypatch.setenv("VAE_ASSETS_DIR", str(d["assets"]))
+    monkeypatch.setenv("VAE_RUNS_DIR", str(d["runs"]))
+    monkeypatch.setenv("VAE_CACHE_DIR", str(d["cache"]))
+    monkeypatch.setenv("VAE_DEVICE", "cpu")
+    monkeypatch.delenv("VAE_MAX_JOBS", raising=False)
+    yield d
+    for s in jobs.active_jobs(d["runs"]):  # never leave a trainer behind
+        jobs.stop(s.name, d["runs"])
+
+
+def train_page(dirs) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Train a model"
+    return at
+
+
+def start(at: AppTest) -> AppTest:
+    return at.button(key="tr_start").click().run()
+
+
+def errors(at: AppTest) -> list[str]:
+    assert not at.exception, [e.value for e in at.exception]
+    return [e.value for e in at.main.error]
+
+
+def started(dirs) -> list[str]:
+    return [p.name for p in jobs.run_dirs(dirs["runs"])]
+
+
+def test_form_shows_devices_and_data_availability(dirs):
+    at = train_page(dirs)
+    device = at.selectbox(key="tr_device")
+    assert device.value == "cpu"
+    assert any("(unavailable:" in o for o in device.options)  # mps on Linux, cuda without GPU
+    assert any("always available" in c.value for c in at.main.caption)
+    at.selectbox(key="tr_dataset").set_value("npz").run()
+    assert any("Choose a .npz file" in w.value for w in at.main.warning)
+    assert errors(at) == []
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("tr_name", "../evil", "not a valid run name"),
+        ("tr_name", "has space", "not a valid run name"),
+        ("tr_lr", "fast", "Learning rate: 'fast' is not a number"),
+        ("tr_lr", "2", "lr must be in (0, 1)"),
+        ("tr_lr", "0", "lr must be in (0, 1)"),
+        ("tr_hidden", "64, lots", "hidden sizes must be whole numbers"),
+        ("tr_hidden", "0", "hidden sizes must be 1..4096"),
+    ],
+)
+def test_bad_text_fields_show_errors_and_start_nothing(dirs, key, value, message):
+    at = train_page(dirs)
+    at.text_input(key=key).input(value)
+    msgs = errors(start(at))
+    assert any(message in m for m in msgs), msgs
+    assert started(dirs) == []
+
+
+def test_other_bad_settings_start_nothing(dirs):
+    at = train_page(dirs)
+    at.selectbox(key="tr_device").set_value("mps")
+    at.segmented_control(key="tr_arch").set_value("conv")
+    at.text_input(key="tr_hidden").input("8, 8, 8, 8, 8")
+    msgs = errors(start(at))
+    assert any("Device: mps is not available" in m for m in msgs), msgs
+    assert any("at most 4 stride-2 layers" in m for m in msgs), msgs
+    at.selectbox(key="tr_device").set_value("cpu")
+    at.selectbox(key="tr_dataset").set_value("npz")
+    at.text_input(key="tr_hidden").input("")
+    msgs = errors(start(at.run()))
+    assert any(m.startswith("Dataset: Choose a .npz file") for m in msgs), msgs
+    (dirs["runs"] / "taken").mkdir()
+    at.selectbox(key="tr_dataset").set_value("digits")
+    at.text_input(key="tr_name").input("taken")
+    msgs = errors(start(at.run()))
+    assert any("'taken' already exists" in m for m in msgs), msgs
+    assert started(dirs) == ["taken"]
+
+
+def test_a_job_runs_to_the_end_and_opens_in_explore(dirs):
+    at = train_page(dirs)
+    at.text_input(key="tr_name").input("page-run")
+    at.number_input(key="tr_epochs").set_value(2)
+    at.text_input(key="tr_hidden").input("16")
+    assert errors(start(at)) == []
+    assert started(dirs) == ["page-run"]
+    assert at.text_input(key="tr_name").value == ""  # ready for the next run
+    assert at.selectbox(key="train_watch").value == "page-run"
+    deadline = time.monotonic() + 90
+    while jobs.job_status(dirs["runs"] / "page-run").active and time.monotonic() < deadline:
+        time.sleep(0.2)
+    at.run()
+    assert errors(at) == []
+    (bar,) = at.get("progress")
+    assert bar.proto.text.startswith("Finished · Epoch 2 of 2")
+    assert any(c.key == "curves_page-run" for c in at.get("plotly_chart"))
+    assert any(c.key == "klmap_page-run" for c in at.get("plotly_chart"))
+    assert any(c.key == "live_map_page-run" for c in at.get("plotly_chart"))
+    assert at.sidebar.selectbox(key="model").options[-1].startswith("run · page-run")
+    next(b for b in at.button if b.label == "Explore this model").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Explore the latent space"
+    assert at.sidebar.selectbox(key="model").value == "run:page-run"
+
+
+def test_library_lists_and_imports(dirs):
+    from tests.e2e.helpers import tiny_digits_checkpoint
+
+    src = tiny_digits_checkpoint(dirs["cache"] / "made-elsewhere", latent_dim=3, steps=10)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in ("config.json", "model.safetensors", "metrics.json"):
+            zf.write(src / f, f"made-elsewhere/{f}")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page("pages/runs.py").run()
+    assert at.title[0].value == "Model library" and errors(at) == []
+    assert "No runs yet" in at.main.info[0].value
+    at.main.get("file_uploader")[0].set_value(("m.zip", buf.getvalue(), "application/zip")).run()
+    assert at.text_input(key="lib_import_name").value == "made-elsewhere"
+    at.button(key="lib_import").click().run()
+    assert errors(at) == [] and started(dirs) == ["made-elsewhere"]
+    (table,) = at.dataframe
+    assert list(table.value["Name"]) == ["made-elsewhere"]
+    assert table.value["Score"][0].startswith("test ELBO")
+    assert table.value["Latent"][0] == 3
+    # an unsafe zip is refused with the reason, and nothing is added
+    bad = io.BytesIO()
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("../config.json", "{}")
+    at.main.get("file_uploader")[0].set_value(("bad.zip", bad.getvalue(), "application/zip")).run()
+    assert any("unsafe path" in m for m in errors(at))
+    assert started(dirs) == ["made-elsewhere"]
