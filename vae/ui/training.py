@@ -18,12 +18,24 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 from plotly.subplots import make_subplots
 
 from vae import jobs
-from vae.checkpoint import METRICS_JSONL, WEIGHTS_FILE, read_jsonl
+from vae.checkpoint import (
+    CONFIG_FILE,
+    METRICS_JSONL,
+    WEIGHTS_FILE,
+    CheckpointError,
+    load_run,
+    read_json,
+    read_jsonl,
+)
 from vae.config import ConfigError, ModelConfig, TrainConfig
-from vae.data import DATASETS, DatasetError
+from vae.data import DATASETS, DatasetError, load_dataset
+from vae.data.status import dataset_status as data_status
+from vae.data.status import download
+from vae.device import list_devices
 from vae.train import STEPS_FILE
 from vae.ui import images, plots, state
 
@@ -93,24 +105,18 @@ def progress_text(s: jobs.JobStatus) -> str:
 @st.cache_data(show_spinner="Checking the dataset…", max_entries=16, ttl=600)
 def probe(name: str, data_dir: str | None, image_size: int | None) -> dict[str, Any]:
     """Image shape and train size of a dataset (loads it once; cached). Raises DatasetError."""
-    from vae.data import load_dataset
-
     ds = load_dataset(name, "train", data_dir, image_size=image_size)
     return {"image_shape": tuple(ds.image_shape), "n_train": len(ds)}
 
 
 def dataset_status(name: str, data_dir: str | None) -> dict[str, Any]:
-    from vae.data.status import dataset_status as _status
-
     try:
-        return _status(name, data_dir)
+        return data_status(name, data_dir)
     except DatasetError as e:
         return {"available": False, "downloadable": False, "message": str(e)}
 
 
 def _download(name: str, data_dir: str | None) -> None:
-    from vae.data.status import download
-
     bar = st.progress(0.0, text=f"Downloading {name}…")
 
     def progress(done: int, total: int | None) -> None:
@@ -130,8 +136,6 @@ def _download(name: str, data_dir: str | None) -> None:
 
 
 def device_options() -> list[Any]:
-    from vae.device import list_devices
-
     return list_devices()
 
 
@@ -409,7 +413,7 @@ def kl_heatmap(epochs: list[dict], height: int = 300) -> go.Figure | None:
     fig.update_layout(
         height=height, margin=dict(l=10, r=10, t=30, b=10),
         title=dict(text="KL per latent dimension", font=dict(size=13)),
-        xaxis=dict(title="epoch", nticks=8, tickangle=0),
+        xaxis=dict(title="epoch", dtick=max(1, round(len(rows) / 8)), tickangle=0),
         yaxis=dict(autorange="reversed", showticklabels=kl.shape[0] <= 32),
     )  # fmt: skip
     return fig
@@ -452,10 +456,6 @@ def compare_figure(runs: dict[str, tuple[list[dict], list[dict]]], height: int =
 @st.cache_resource(show_spinner=False, max_entries=3)
 def _test_images(name: str, data_dir: str | None, image_size: int | None) -> dict[str, Any]:
     """A fixed sample of the test split: up to PREVIEW_N images and labels (torch tensors)."""
-    import torch
-
-    from vae.data import load_dataset
-
     ds = load_dataset(name, "test", data_dir, image_size=image_size)
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:PREVIEW_N]
     return {
@@ -479,10 +479,6 @@ class Preview:
 def preview(path: str, stamp: tuple[int, int]) -> Preview:
     """Samples, reconstructions and the latent map of the checkpoint in `path`, whose weights
     file has `stamp` (mtime, size): hashed, so each new checkpoint gets a fresh entry."""
-    import torch
-
-    from vae.checkpoint import load_run
-
     run = load_run(path)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -534,13 +530,19 @@ def show_preview(run_dir: Path, epoch: int) -> None:
     a, b, c = st.columns([1, 1, 1.2], gap="medium")
     with a:
         st.markdown(f"**Samples** from the prior, {when}")
-        st.image(images.upscale(p.samples, 360), width="stretch", output_format="PNG")
+        st.image(
+            images.upscale(p.samples, 360), width="stretch", output_format="PNG",
+            alt="training samples",
+        )  # fmt: skip
     with b:
         st.markdown(f"**Reconstructions**, {when}")
         if p.recon is None:
             st.caption("The dataset is not available here, so there is nothing to reconstruct.")
         else:
-            st.image(images.upscale(p.recon, 360), width="stretch", output_format="PNG")
+            st.image(
+                images.upscale(p.recon, 360), width="stretch", output_format="PNG",
+                alt="training reconstructions",
+            )  # fmt: skip
             st.caption("Rows 1 and 3: test images. Rows 2 and 4: what the model makes of them.")
     with c:
         if p.xy is not None:
@@ -555,6 +557,27 @@ def show_preview(run_dir: Path, epoch: int) -> None:
 
 
 # --- the live view of one job ---------------------------------------------------------------------
+def summary(run_dir: Path, s: jobs.JobStatus) -> str:
+    """One line: dataset, model and settings of a run, from its config.json."""
+    try:
+        meta = read_json(run_dir / CONFIG_FILE)
+    except CheckpointError:
+        return f"on {s.device}" if s.device else ""
+    m, t = meta.get("model") or {}, meta.get("train") or {}
+    hidden = ", ".join(str(h) for h in m.get("hidden") or [])
+    parts = [
+        str(t.get("dataset", "?")),
+        f"{str(m.get('arch', '?')).upper()} ({hidden})",
+        f"{m.get('latent_dim')}-d latent",
+        f"{m.get('likelihood')} decoder",
+        f"β {t.get('beta')}",
+        f"batch {t.get('batch_size')}",
+        f"lr {t.get('lr'):g}" if isinstance(t.get("lr"), (int, float)) else "",
+        f"on {s.device}" if s.device else "",
+    ]
+    return " · ".join(p for p in parts if p)
+
+
 def explore_button(name: str, key: str, **kw: Any) -> None:
     if st.button("Explore this model", icon=":material/explore:", key=key, **kw):
         state.request_model(f"run:{name}")
@@ -610,15 +633,9 @@ def live_view(name: str) -> None:
         was_active[name] = False
         st.rerun(scope="app")  # stop polling, refresh the model picker
     was_active[name] = s.active
-    head = st.columns([3, 1], vertical_alignment="center")
-    with head[0]:
-        st.markdown(f"#### {name} &nbsp; {badge_text(s.state)}")
-    if s.device:
-        head[1].caption(f":material/memory: {s.device}")
-    st.progress(
-        1.0 if s.state == "finished" else s.progress,
-        text=progress_text(s),
-    )
+    st.markdown(f"#### {name} &nbsp; {badge_text(s.state)}")
+    st.caption(summary(run_dir, s))
+    st.progress(1.0 if s.state == "finished" else s.progress, text=progress_text(s))
     actions(s)
     if s.state == "failed":
         st.error(s.message, icon=":material/error:")
@@ -661,10 +678,7 @@ def jobs_panel() -> None:
         st.session_state[WATCH] = options[0].name
     active = [s for s in options if s.active]
     c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
-    c1.selectbox(
-        "Run", list(by_name), key=WATCH,
-        format_func=lambda n: f"{n} — {'training' if by_name[n].active else by_name[n].state}",
-    )  # fmt: skip
+    c1.selectbox("Run", list(by_name), key=WATCH, help="Active runs first, then the newest.")
     c2.caption(
         f"{len(active)} job{'s' * (len(active) != 1)} running"
         + (f": {', '.join(s.name for s in active)}" if active else "")
