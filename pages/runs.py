@@ -79,15 +79,12 @@ if selected:
 if len(selected) == 1:
     r = selected[0]
     s = r.status
-    st.markdown(f"**{r.name}** &nbsp; {training.badge_text(s.state)}")
+    st.markdown(f"{training.badge_text(s.state)} &nbsp; {training.summary(s.path, s)}")
     if s.message:
         st.caption(s.message)
-    c1, c2, c3, c4 = st.columns([1.3, 1.3, 2.4, 1])
-    with c1:
+    with st.container(horizontal=True, vertical_alignment="center"):
         if s.has_model:
             training.explore_button(r.name, "lib_explore", type="primary")
-    with c2:
-        if s.has_model:
             st.download_button(
                 "Download zip",
                 data=lambda: archive.export_zip(s.path),
@@ -97,24 +94,24 @@ if len(selected) == 1:
                 key="lib_download",
                 help="config.json, model.safetensors and the metrics files (no training state)",
             )
-    with c3.popover("Rename", icon=":material/edit:", disabled=s.active):
-        new = st.text_input("New name", value=r.name, key="lib_new_name")
-        if st.button("Rename", key="lib_rename", type="primary"):
-            try:
-                jobs.rename_run(r.name, new)
-                if st.session_state.get(state.MODEL) == f"run:{r.name}":
-                    state.request_model(f"run:{new.strip()}")
-                changed()
-            except jobs.JobError as e:
-                st.error(str(e))
-    with c4.popover("Delete", icon=":material/delete:", disabled=s.active):
-        st.markdown(f"Delete **{r.name}** and all its files? This cannot be undone.")
-        if st.button("Yes, delete it", key="lib_delete", type="primary"):
-            try:
-                jobs.delete_run(r.name)
-                changed()
-            except jobs.JobError as e:
-                st.error(str(e))
+        with st.popover("Rename", icon=":material/edit:", disabled=s.active):
+            new = st.text_input("New name", value=r.name, key=f"lib_new_name_{r.name}")
+            if st.button("Rename", key="lib_rename", type="primary"):
+                try:
+                    jobs.rename_run(r.name, new)
+                    if st.session_state.get(state.MODEL) == f"run:{r.name}":
+                        state.request_model(f"run:{new.strip()}")
+                    changed()
+                except jobs.JobError as e:
+                    st.error(str(e))
+        with st.popover("Delete", icon=":material/delete:", disabled=s.active):
+            st.markdown(f"Delete **{r.name}** and all its files? This cannot be undone.")
+            if st.button("Yes, delete it", key="lib_delete", type="primary"):
+                try:
+                    jobs.delete_run(r.name)
+                    changed()
+                except jobs.JobError as e:
+                    st.error(str(e))
     if s.active:
         st.caption("Rename and delete are disabled while the run is training.")
 

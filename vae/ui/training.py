@@ -437,7 +437,8 @@ def compare_figure(runs: dict[str, tuple[list[dict], list[dict]]], height: int =
         ep = [r for r in epochs if isinstance(r.get("test_elbo"), (int, float))]
         fig.add_trace(
             go.Scatter(
-                x=[r["epoch"] for r in ep], y=[r["test_elbo"] for r in ep], mode="lines+markers",
+                x=[r["epoch"] for r in ep], y=[r["test_elbo"] for r in ep],
+                mode="lines+markers" if len(ep) <= 40 else "lines",
                 name=name, legendgroup=name, showlegend=False, line=dict(color=color),
             ),
             row=1, col=2,
