@@ -81,9 +81,9 @@ if tabs[0].open:
             ds = data.load(run)
         except DatasetError as e:
             ds = None
-            st.info(f"This part needs the model's dataset: {e}", icon="🗂️")
+            st.info(f"This part needs the model's dataset: {e}", icon=":material/folder_off:")
         if ds is not None:
-            row = st.number_input(
+            row = st.columns([1, 3])[0].number_input(
                 "Image number", 0, len(ds) - 1, 0, key=f"demo_idea_row:{model_name}"
             )
             x = data.images(ds, [int(row)])  # (1, C, H, W)
@@ -132,11 +132,13 @@ if tabs[1].open:
                 st.info(
                     f"This tour needs the shipped model **{name}**, which is missing. Train it "
                     f"with:\n\n```\n{TWIN_COMMAND.format(beta=beta, name=name)}\n```",
-                    icon="🧪",
+                    icon=":material/science:",
                 )
         n_samples = 16
         if len(twins) == 2:
-            seed = st.number_input("Seed for the prior samples", 0, 10_000, 0, key="demo_seed")
+            seed = st.columns([1, 3])[0].number_input(
+                "Seed for the prior samples", 0, 10_000, 0, key="demo_seed"
+            )
             z_prior = (
                 np.random.default_rng(int(seed)).standard_normal((n_samples, 2)).astype(np.float32)
             )
@@ -178,7 +180,9 @@ if tabs[1].open:
                     m2.metric("Digits among the samples", f"{len(np.unique(lab))} of 10")
                     st.caption("Prior samples z ~ N(0, I), decoded:")
                     pic(infer.decode(twin, z_prior), 8, tile=44)
-                    st.caption("The 8 “holes” (farthest from any training code), decoded:")
+                    st.caption(
+                        "8 “holes” (inside the cloud, far from every training code), decoded:"
+                    )
                     pic(infer.decode(twin, holes), 8, tile=44)
             st.markdown(
                 "**What to look for.** The circles are the prior's 1σ and 2σ contours, where "
@@ -195,7 +199,11 @@ if tabs[1].open:
                 "codes of the prior samples. The twins were trained with:"
             )
             for twin in twins.values():
-                st.code(twin.meta.get("command") or "(no command recorded)", language="bash")
+                st.code(
+                    twin.meta.get("command") or "(no command recorded)",
+                    language="bash",
+                    wrap_lines=True,
+                )
 
 # --- 3. what each dimension does ------------------------------------------------------------------
 if tabs[2].open:
@@ -210,18 +218,18 @@ if tabs[2].open:
             table = cache.latent_table(run, state.map_size(len(ds)))
         except DatasetError as e:
             table = None
-            st.info(f"This tour needs the model's dataset: {e}", icon="🗂️")
+            st.info(f"This tour needs the model's dataset: {e}", icon=":material/folder_off:")
         if table is not None:
             kl = table.kl_per_dim
             order = [int(d) for d in table.dim_order()]
             top = order[: min(4, D)]
-            offs = offsets(9, 3.0)
+            offs = offsets(7, 3.0)  # -3, -2, ..., +3
             mig = analysis.mig(run, table) if table.factors is not None else None
             names = ds.label_names or []
             for d in top:
-                codes = traversal_codes(np.zeros(D, np.float32), [d], offs)[0]  # (9, D)
+                codes = traversal_codes(np.zeros(D, np.float32), [d], offs)[0]  # (7, D)
                 st.markdown(f"**z{d}** · KL {kl[d]:.2f} nats")
-                pic(infer.decode(run, codes), 9, tile=56, col_labels=[f"{v:+.0f}" for v in offs])
+                pic(infer.decode(run, codes), 7, tile=60, col_labels=[f"{v:+.0f}" for v in offs])
                 if mig is not None:
                     f = int(np.argmax(mig["mi"][:, d]))
                     st.caption(
@@ -242,14 +250,18 @@ if tabs[2].open:
                 d = collapsed[0]
                 codes = traversal_codes(np.zeros(D, np.float32), [d], offs)[0]
                 st.markdown(f"**z{d}** · KL {kl[d]:.3f} nats · *collapsed*")
-                pic(infer.decode(run, codes), 9, tile=56, col_labels=[f"{v:+.0f}" for v in offs])
+                pic(infer.decode(run, codes), 7, tile=60, col_labels=[f"{v:+.0f}" for v in offs])
                 st.caption(
                     f"{len(collapsed)} of {D} dimensions are collapsed, like this one: the "
                     "decoder ignores them, so sweeping them changes nothing."
                 )
             else:
                 st.caption(f"None of the {D} dimensions is collapsed.")
-            st.page_link("pages/traverse.py", label="All dimensions on the Traverse page", icon="↗️")
+            st.page_link(
+                "pages/traverse.py",
+                label="All dimensions on the Traverse page",
+                icon=":material/open_in_new:",
+            )
 
 # --- 4. anomaly detection -------------------------------------------------------------------------
 if tabs[3].open:
@@ -265,17 +277,15 @@ if tabs[3].open:
             examples = analysis.ood_examples(run, n=8)
         except DatasetError as e:
             scores = None
-            st.info(f"This tour needs the model's dataset: {e}", icon="🗂️")
+            st.info(f"This tour needs the model's dataset: {e}", icon=":material/folder_off:")
         if scores is not None:
             cols = st.columns(len(examples))
             for col, (name, x) in zip(cols, examples.items(), strict=True):
                 with col:
                     st.image(
-                        images.upscale(images.grid(list(x), ncol=4), 160),
-                        caption=name,
-                        output_format="PNG",
+                        grids.labelled_grid(list(x), 4, tile=36), caption=name, output_format="PNG"
                     )
-            rate = st.slider(
+            rate = st.columns([2, 3])[0].slider(
                 "Accepted false-alarm rate (share of normal test images flagged)",
                 0.01,
                 0.20,

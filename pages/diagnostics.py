@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from vae.data import DatasetError
-from vae.ui import analysis, cache, charts, data, grids, images, infer, models, state
+from vae.ui import analysis, cache, charts, data, grids, infer, models, state
 
 URL = "model-diagnostics"
 K_CHOICES = [1, 10, 50, 100, 500, 1000, 5000]
@@ -72,7 +72,7 @@ if ds is None:
     st.info(
         f"The dataset of this model is not available ({missing}); only the training log and "
         "samples are shown.",
-        icon="🗂️",
+        icon=":material/folder_off:",
     )
 
 tabs = st.tabs(["Training curves", "Latent usage", "Likelihood", "Samples", "Disentanglement"])
@@ -83,19 +83,20 @@ with tabs[0]:
         st.info(
             "This model has no training log (metrics.jsonl). Models trained with "
             "`python -m vae.train` write one line per epoch.",
-            icon="📈",
+            icon=":material/show_chart:",
         )
     if epochs:
         a, b = st.columns(2)
+        a.markdown("**ELBO per epoch** (higher is better)")
         a.plotly_chart(
             charts.curves(
                 epochs,
                 {"train_elbo": "train ELBO", "test_elbo": "test ELBO"},
-                title="ELBO per epoch (higher is better)",
                 dashed=["test_elbo"],
             ),
             key="curve_elbo",
         )
+        b.markdown("**The two terms**: reconstruction error and KL (lower is better)")
         b.plotly_chart(
             charts.curves(
                 epochs,
@@ -105,7 +106,6 @@ with tabs[0]:
                     "train_kl": "train KL",
                     "test_kl": "test KL",
                 },
-                title="The two terms: reconstruction error and KL",
                 dashed=["test_recon", "test_kl"],
             ),
             key="curve_terms",
@@ -123,12 +123,12 @@ with tabs[0]:
                 "training loss weighs the KL by β, the ELBO above always uses β = 1."
             )
     if steps:
+        st.markdown(f"**Every logged training step** ({len(steps):,} points from steps.jsonl)")
         st.plotly_chart(
             charts.curves(
                 steps,
                 {"elbo": "ELBO", "recon": "reconstruction", "kl": "KL"},
                 x="step",
-                title=f"Every logged step ({len(steps):,} points from steps.jsonl)",
             ),
             key="curve_steps",
         )
@@ -136,7 +136,7 @@ with tabs[0]:
 # --- latent usage ---------------------------------------------------------------------------------
 with tabs[1]:
     if table is None or activity is None:
-        st.info("Latent usage needs the dataset.", icon="🗂️")
+        st.info("Latent usage needs the dataset.", icon=":material/folder_off:")
     else:
         order = [int(d) for d in table.dim_order()]
         a, b = st.columns(2)
@@ -157,7 +157,7 @@ with tabs[1]:
                 "prior N(0, I) for every image, so z says nothing about the input and the "
                 "decoder draws the same average picture every time. Retrain with a KL warm-up "
                 "(`--warmup-steps`), free bits (`--free-bits 0.5`) or a smaller β.",
-                icon="🫥",
+                icon=":material/blur_off:",
             )
         elif inactive >= max(2, D // 2):
             st.warning(
@@ -167,16 +167,16 @@ with tabs[1]:
                 "model works in fewer dimensions than it has. That is normal for a big latent "
                 "space on simple data; if it hurts the reconstructions, try a KL warm-up "
                 "(`--warmup-steps`), free bits (`--free-bits`) or a smaller β.",
-                icon="⚠️",
+                icon=":material/warning:",
             )
         elif inactive:
             st.info(
                 f"{inactive} of {D} dimensions are inactive (the model does not need them); "
                 f"the other {n_active} carry the information.",
-                icon="ℹ️",
+                icon=":material/info:",
             )
         else:
-            st.success(f"All {D} latent dimensions are active.", icon="✅")
+            st.success(f"All {D} latent dimensions are active.", icon=":material/check_circle:")
 
 # --- likelihood -----------------------------------------------------------------------------------
 with tabs[2]:
@@ -198,7 +198,7 @@ with tabs[2]:
                 + f"), ELBO {ev.get('elbo', float('nan')):.2f}."
             )
     if ds is None:
-        st.info("Estimating the NLL needs the dataset.", icon="🗂️")
+        st.info("Estimating the NLL needs the dataset.", icon=":material/folder_off:")
     else:
         c1, c2, c3 = st.columns([2, 2, 2], vertical_alignment="bottom")
         n_img = c1.number_input(
@@ -226,18 +226,29 @@ with tabs[2]:
             def on_progress(done: int, total: int) -> None:
                 bar.progress(done / max(total, 1), text=f"IWAE k={k}: {done} of {total} images")
 
-            nll, secs, used = analysis.iwae_nll(run, int(n_img), int(k), progress=on_progress)
+            st.session_state[result_key] = analysis.iwae_nll(
+                run, int(n_img), int(k), progress=on_progress
+            )
             bar.empty()
-            st.session_state[result_key] = {"nll": nll, "secs": secs, "n": used, "k": int(k)}
         res = st.session_state.get(result_key)
         if res:
-            r1, r2 = st.columns([1, 3], vertical_alignment="center")
+            r1, r2, r3 = st.columns([1, 1, 2], vertical_alignment="center")
             finite = math.isfinite(res["nll"])
-            r1.metric("IWAE NLL", f"{res['nll']:.2f} nats" if finite else "not finite")
-            r2.caption(
+            r1.metric(
+                "IWAE NLL",
+                f"{res['nll']:.2f} nats" if finite else "not finite",
+                help="−log p̂(x): lower is better.",
+            )
+            r2.metric(
+                "−ELBO, same images",
+                f"{res['neg_elbo']:.2f} nats",
+                help="The single-sample bound; the gap to the NLL is what k samples buy.",
+            )
+            r3.caption(
                 f"{res['n']} images, k = {res['k']} samples each, computed in "
-                f"{res['secs']:.1f} s. Run `python -m vae.evaluate {run.path} --save` for the "
-                "full test set with k = 1000."
+                f"{res['seconds']:.1f} s. The NLL should be below the −ELBO; the gap shrinks "
+                "when the encoder's q(z|x) is close to the true posterior. For the full test "
+                f"set run `python -m vae.evaluate {run.path} --save`."
             )
         else:
             st.caption("Press the button to estimate; it takes seconds for a few hundred images.")
@@ -249,8 +260,7 @@ with tabs[3]:
         st.markdown("**Samples from the prior**")
         seed = st.number_input("Seed", 0, 1_000_000, 0, key="diag_seed")
         z = np.random.default_rng(int(seed)).standard_normal((32, D)).astype(np.float32)
-        pic = images.upscale(images.grid(list(infer.decode(run, z)), ncol=8), 480)
-        st.image(pic, output_format="PNG")
+        st.image(grids.labelled_grid(infer.decode(run, z), 8, tile=56), output_format="PNG")
         st.caption(
             "z ~ N(0, I), decoded: what the model generates on its own. Blurry or mixed "
             "pictures come from regions of latent space that no training image mapped to."
@@ -258,7 +268,7 @@ with tabs[3]:
     with b:
         st.markdown("**Reconstructions**")
         if ds is None:
-            st.info("Reconstructions need the dataset.", icon="🗂️")
+            st.info("Reconstructions need the dataset.", icon=":material/folder_off:")
         else:
             start = st.number_input(
                 "First image", 0, max(0, len(ds) - 8), 0, step=8, key=f"diag_rec:{model_key}"
@@ -269,7 +279,7 @@ with tabs[3]:
                 list(x) + list(rec),
                 len(x),
                 row_labels=["original", "recon"],
-                tile=int(440 // len(x)),
+                tile=int(400 // len(x)),
             )
             st.image(pic, output_format="PNG")
             st.caption(
@@ -284,7 +294,7 @@ with tabs[4]:
         st.info(
             "The mutual information gap (MIG) needs a dataset with known generative factors, "
             "such as `shapes` (shape, scale, rotation, x, y), and at least 2 latent dimensions.",
-            icon="🧩",
+            icon=":material/extension:",
         )
     else:
         names = ds.factor_names or [f"factor {i}" for i in range(table.factors.shape[1])]

@@ -36,7 +36,7 @@ st.title("Interpolate between latent codes")
 st.caption(
     "Pick two endpoints A and B, encode them to latent codes, and decode the points on the way "
     "from one to the other. In a smooth latent space every step in between is a plausible "
-    "image. The right-hand map shows the path the walk takes through latent space."
+    "image. The map below shows the path the walk takes through latent space."
 )
 
 
@@ -69,18 +69,18 @@ def endpoint(tag: str, default_row: int, default_source: str) -> tuple[np.ndarra
             help=f"Any of the {len(ds):,} images of the {ds.extra.get('split', 'test')} split.",
         )
         mean, _ = infer.encode(run, data.images(ds, [int(row)]))  # (1, D)
-        return mean[0], f"image #{row} · label {data.label_of(ds, int(row))}"
+        return mean[0], f"#{row} · label {data.label_of(ds, int(row))}"
     if src == "map":
         row = state.selected_index()
         if row is None or row >= len(ds):
-            st.info("Click an image on Explore's map first.", icon="👆")
+            st.info("Click an image on Explore's map first.", icon=":material/touch_app:")
             return None, ""
         mean, _ = infer.encode(run, data.images(ds, [row]))
-        return mean[0], f"image #{row} (selected on the map)"
+        return mean[0], f"#{row}, selected on the map"
     if src == "explore":
         z = state.current_z(D)
         if z is None:
-            st.info("Set z with Explore's sliders first.", icon="🎚️")
+            st.info("Set z with Explore's sliders first.", icon=":material/tune:")
             return None, ""
         return np.asarray(z, np.float32), "z from Explore's sliders"
     if src == "upload":
@@ -88,19 +88,19 @@ def endpoint(tag: str, default_row: int, default_source: str) -> tuple[np.ndarra
             "Image", type=["png", "jpg", "jpeg", "webp", "bmp", "gif"], key=f"interp_up_{tag}"
         )
         if up is None:
-            st.info("Upload a picture to use as this endpoint.", icon="⬆️")
+            st.info("Upload a picture to use as this endpoint.", icon=":material/upload:")
             return None, ""
         try:
             enc = infer.encode_upload(run, open_image(up.getvalue(), up.name), table.mean, k=1)
         except (ImageError, PreprocessError) as e:
-            st.error(str(e), icon="🖼️")
+            st.error(str(e), icon=":material/broken_image:")
             return None, ""
         return enc.mean, f"your image {up.name}"
     seed = st.number_input("Seed", 0, 1_000_000, 1 if tag == "A" else 2, key=f"interp_seed_{tag}")
     return infer.prior_sample(D, seed=int(seed)), f"prior sample, seed {seed}"
 
 
-def show(z: np.ndarray, caption: str, size: int = 112) -> None:
+def show(z: np.ndarray, caption: str, size: int = 128) -> None:
     st.image(
         images.upscale(infer.decode(run, z), size), caption=caption, width=size, output_format="PNG"
     )
@@ -140,7 +140,7 @@ with tab_path:
         )
 
     if za is None or zb is None:
-        st.info("Choose both endpoints to see the path.", icon="↔️")
+        st.info("Choose both endpoints to see the path.", icon=":material/swap_horiz:")
     else:
         codes = path_codes(za, zb, int(steps), mode)  # (S, D)
         decoded = infer.decode(run, codes)  # (S, C, H, W)
@@ -237,34 +237,38 @@ with tab_math:
         "carries it over."
     )
     rows = default_rows()
-    cols = st.columns(4)
+    inputs, pics = st.columns(4), st.columns(4)
     zs = []
-    for col, tag, row in zip(cols[:3], "ABC", (rows[0], rows[1], rows[1] + 1), strict=True):
-        with col:
-            r = st.number_input(
-                f"{tag}: image number",
-                0,
-                len(ds) - 1,
-                min(row, len(ds) - 1),
-                key=f"arith_{tag}:{model_key}",
-            )
-            mean, _ = infer.encode(run, data.images(ds, [int(r)]))
-            zs.append(mean[0])
-            show(mean[0], f"{tag}: #{r} · label {data.label_of(ds, int(r))}", 96)
+    for i, (tag, row) in enumerate(zip("ABC", (rows[0], rows[1], rows[1] + 1), strict=True)):
+        r = inputs[i].number_input(
+            f"{tag}: image number",
+            0,
+            len(ds) - 1,
+            min(row, len(ds) - 1),
+            key=f"arith_{tag}:{model_key}",
+        )
+        mean, _ = infer.encode(run, data.images(ds, [int(r)]))
+        zs.append(mean[0])
+        with pics[i]:
+            show(mean[0], f"{tag}: #{r} · label {data.label_of(ds, int(r))}", 112)
     result = zs[0] - zs[1] + zs[2]
-    with cols[3]:
-        st.markdown("&nbsp;")
-        show(result, "A − B + C", 96)
-        if table.labels is not None:
-            lab, share = nearest_labels(result[None], table.mean, table.labels, k=10)
-            names = ds.label_names or []
-            guess = names[lab[0]] if lab[0] < len(names) else str(lab[0])
-            st.caption(f"Its 10 nearest dataset codes: {100 * share[0]:.0f}% are “{guess}”.")
+    with pics[3]:
+        show(result, "A − B + C", 112)
+    if table.labels is not None:
+        lab, share = nearest_labels(result[None], table.mean, table.labels, k=10)
+        names = ds.label_names or []
+        guess = names[lab[0]] if lab[0] < len(names) else str(lab[0])
+        inputs[3].caption(
+            f"Result: of its 10 nearest dataset codes, {100 * share[0]:.0f}% are “{guess}”."
+        )
 
     st.divider()
     st.markdown("#### Attribute vectors: add “class-ness”")
     if table.labels is None:
-        st.info("This dataset has no labels, so there are no class means to use.", icon="🏷️")
+        st.info(
+            "This dataset has no labels, so there are no class means to use.",
+            icon=":material/label_off:",
+        )
     else:
         st.latex(
             r"z' = z + \alpha\,\big(\bar z_{\text{class}} - \bar z_{\text{all}}\big),\qquad "
@@ -290,10 +294,12 @@ with tab_math:
         vec = attribute_vector(table.mean, table.labels, int(cls))  # (D,)
         alphas = np.linspace(0.0, float(alpha), 7)
         walk = base[0][None, :] + alphas[:, None] * vec[None, :]  # (7, D)
-        pic = grids.strip(infer.decode(run, walk), [f"a={a:+.1f}" for a in alphas], tile=80)
+        ticks = [f"{a:+.2f}".rstrip("0").rstrip(".") for a in alphas]
+        pic = grids.strip(infer.decode(run, walk), ticks, tile=80)
         st.image(pic, output_format="PNG")
         st.caption(
-            f"From image #{base_row} (left, α = 0) to α = {alpha:+.1f} times the "
+            f"The numbers above the pictures are α. From image #{base_row} (left, α = 0) to "
+            f"α = {alpha:+.1f} times the "
             f"“{names[cls] if cls < len(names) else cls}” direction (right). The vector is the "
             f"mean code of that class minus the mean code of all {len(table):,} images; its "
             f"length is {np.linalg.norm(vec):.2f}. Negative α removes the attribute."

@@ -35,7 +35,7 @@ except DatasetError as e:
     st.info(
         f"The dataset of this model is not available ({e}), so dimensions are shown in index "
         "order, without their KL.",
-        icon="🗂️",
+        icon=":material/folder_off:",
     )
 
 
@@ -87,7 +87,14 @@ else:
     if centre_mode == "explore":
         st.caption("Explore's sliders have not been set yet, so the centre is z = 0.")
 offs = offsets(int(steps), float(span))
-col_labels = [f"{v:+.1f}" for v in offs]
+
+
+def tick(v: float) -> str:
+    """+0.75, -1.5, +3: short ASCII labels for the picture (no trailing zeros)."""
+    return f"{v:+.2f}".rstrip("0").rstrip(".")
+
+
+col_labels = [tick(v) for v in offs]
 mid = int(steps) // 2
 
 tab_rows, tab_plane, tab_gif = st.tabs(
@@ -100,12 +107,15 @@ with tab_rows:
         d for d in order if not (hide_collapsed and kl is not None and kl[d] < plots.COLLAPSED_KL)
     ]
     if not dims:
-        st.info("Every dimension is collapsed: the decoder ignores z entirely.", icon="🫥")
+        st.info(
+            "Every dimension is collapsed: the decoder ignores z entirely.",
+            icon=":material/blur_off:",
+        )
     else:
         top = min(len(dims), 12)
         n_rows = top
         if len(dims) > 1:
-            n_rows = st.slider(
+            n_rows = st.columns([2, 3])[0].slider(
                 "Rows (most informative first)",
                 1,
                 len(dims),
@@ -146,7 +156,9 @@ with tab_plane:
     kinds = ["dims", "pca"] if D >= 2 else []
     plane = None
     if not kinds:
-        st.info("This model has a single latent dimension; see the first tab.", icon="ℹ️")
+        st.info(
+            "This model has a single latent dimension; see the first tab.", icon=":material/info:"
+        )
     else:
         p1, p2, p3, p4 = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
         kind = p1.segmented_control(
@@ -172,17 +184,17 @@ with tab_plane:
                 "Up (y)", order, index=1, format_func=dim_label, key=f"trav_dy:{model_key}"
             )
             if dx == dy:
-                st.warning("Pick two different dimensions.", icon="↔️")
+                st.warning("Pick two different dimensions.", icon=":material/swap_horiz:")
             else:
                 g = offsets(int(n_grid), float(span))
                 plane = manifold_codes(centre, int(dx), int(dy), g).reshape(-1, D)  # (S*S, D)
-                row_labels, cols = [f"{v:+.1f}" for v in g[::-1]], [f"{v:+.1f}" for v in g]
+                row_labels, cols = [tick(v) for v in g[::-1]], [tick(v) for v in g]
                 what = (
                     f"x moves z{dx} and y moves z{dy} by −{span:g}…+{span:g} around the centre "
                     f"({centre_text}); larger values are right and up."
                 )
         elif table is None:
-            st.info("The PCA plane needs the dataset's latent codes.", icon="🗂️")
+            st.info("The PCA plane needs the dataset's latent codes.", icon=":material/folder_off:")
         else:
             try:
                 proj = cache.projection(run, table, "pca")

@@ -126,17 +126,30 @@ def nearest_labels(codes: np.ndarray, means: np.ndarray, labels: np.ndarray, k: 
     return top, share
 
 
-def far_from_data(data: np.ndarray, n: int, steps: int = 40, margin: float = 0.0) -> np.ndarray:
-    """The `n` points of a steps x steps grid over the data's bounding box (2-D codes, (N, 2))
-    that lie farthest from every data point: the "holes" of a latent map, (n, 2)."""
-    x = np.asarray(data, dtype=np.float32)
+def far_from_data(data: np.ndarray, n: int, steps: int = 40) -> np.ndarray:
+    """The "holes" of a 2-D latent map: `n` points inside the convex hull of the data codes
+    (N, 2) that lie as far as possible from every code and from each other, (n, 2).
+
+    Candidates are a steps x steps grid over the data's bounding box, kept when inside the
+    hull; they are picked greedily (farthest-point sampling), so holes spread out.
+    """
+    from scipy.spatial import Delaunay, QhullError
+
+    x = np.asarray(data, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != 2:
         raise ValueError(f"data must be (N, 2), got {x.shape}")
-    lo, hi = x.min(0), x.max(0)
-    pad = margin * (hi - lo)
-    grid = plane_points(lo - pad, hi + pad, steps).reshape(-1, 2)  # (S*S, 2)
-    gap = pairwise_sq_dist(grid, x).min(1)  # (S*S,)
-    return grid[np.argsort(-gap, kind="stable")[:n]]
+    grid = plane_points(x.min(0), x.max(0), steps).reshape(-1, 2).astype(np.float64)
+    try:
+        grid = grid[Delaunay(x).find_simplex(grid) >= 0]
+    except QhullError:  # fewer than 3 distinct points, or all on a line: keep the box
+        pass
+    gap = pairwise_sq_dist(grid, x).min(1)  # (G,)
+    picked: list[np.ndarray] = []
+    for _ in range(min(n, len(grid))):
+        i = int(np.argmax(gap))
+        picked.append(grid[i])
+        gap = np.minimum(gap, ((grid - grid[i]) ** 2).sum(1))
+    return np.asarray(picked, dtype=np.float32).reshape(-1, 2)
 
 
 def gap_to_data(points: np.ndarray, data: np.ndarray) -> np.ndarray:

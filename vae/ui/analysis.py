@@ -2,7 +2,7 @@
 
     epochs, steps = training_logs(run)            # metrics.jsonl and steps.jsonl records
     count, activity = active_units(run)           # Burda et al. 2015, on the dataset
-    nll, secs, n = iwae_nll(run, 500, 100, progress=cb)   # on demand, not cached
+    r = iwae_nll(run, n=500, k=100, progress=cb)  # on demand: {"nll", "seconds", ...}
     m = mig(run, table)                           # shapes: MIG and the MI matrix
     scores = ood_scores(run, n=500)               # {"test images": ELBOs, "noise": ...}
 
@@ -60,28 +60,30 @@ def iwae_nll(
     k: int = 100,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[float, float, int]:
-    """IWAE NLL (nats) of the first `n` images of the dataset with k samples each.
+) -> dict[str, float]:
+    """IWAE NLL (nats) of the first `n` images of the dataset with k samples each, and the
+    single-sample -ELBO of the same images for comparison (the NLL should be the lower one).
 
     Bernoulli models of binary-like data see each image binarized once (seeded), as in
-    `python -m vae.evaluate`. Returns (nll, seconds, images used).
+    `python -m vae.evaluate`. Returns {"nll", "neg_elbo", "seconds", "n", "k"}.
     """
+    import torch
+
+    from vae.metrics import evaluate_elbo
     from vae.metrics import iwae_nll as _iwae
+    from vae.objectives import dynamic_binarize
 
     ds = data.load(run)
     x = ds.x[: max(1, min(int(n), len(ds)))]
-    binarize = run.config.likelihood == "bernoulli" and ds.binary_like
+    if run.config.likelihood == "bernoulli" and ds.binary_like:
+        x = dynamic_binarize(x, torch.Generator().manual_seed(seed))
     t0 = time.perf_counter()
     nll = _iwae(
-        run.model,
-        x,
-        k=int(k),
-        batch_size=max(1, min(50, x.shape[0])),
-        binarize=binarize,
-        seed=seed,
-        progress=progress,
+        run.model, x, k=int(k), batch_size=max(1, min(50, x.shape[0])), seed=seed, progress=progress
     )
-    return float(nll), time.perf_counter() - t0, int(x.shape[0])
+    secs = time.perf_counter() - t0
+    neg_elbo = -evaluate_elbo(run.model, x, seed=seed)["elbo"]
+    return {"nll": float(nll), "neg_elbo": neg_elbo, "seconds": secs, "n": int(x.shape[0]), "k": k}
 
 
 @st.cache_data(show_spinner="Computing mutual information…", max_entries=16)

@@ -19,10 +19,10 @@ PATH_COLOR = "#111111"
 def _layout(fig: go.Figure, height: int, **kw: Any) -> go.Figure:
     base = dict(
         height=height,
-        margin=dict(l=10, r=10, t=40, b=10),
+        margin=dict(l=10, r=10, t=30, b=10),
         plot_bgcolor="white",
         hovermode="x unified",
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
     )
     fig.update_layout(**{**base, **kw})
     fig.update_xaxes(showgrid=True, gridcolor="#eee", zeroline=False)
@@ -36,7 +36,6 @@ def curves(
     series: Mapping[str, str],
     x: str = "epoch",
     *,
-    title: str = "",
     y_title: str = "nats",
     height: int = 300,
     dashed: Sequence[str] = (),
@@ -65,7 +64,6 @@ def curves(
     return _layout(
         fig,
         height,
-        title=dict(text=title, font=dict(size=14)),
         xaxis=dict(title=x),
         yaxis=dict(title=y_title),
     )
@@ -100,7 +98,7 @@ def activity_bars(
         fig,
         height,
         hovermode="closest",
-        yaxis=dict(title="activity (log)", type="log"),
+        yaxis=dict(title="activity (log scale)", type="log", dtick=1),
         xaxis=dict(title="latent dimension"),
     )
 
