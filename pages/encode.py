@@ -59,13 +59,13 @@ for i, (name, blob) in enumerate(files):
         st.caption("Preparation, step by step (the last picture is what the encoder sees):")
         steps = enc.steps[:8]
         for col, (step, pic) in zip(st.columns(len(steps)), steps, strict=True):
-            col.image(pic, caption=step, width=112)
+            col.image(pic, caption=step, width=112, output_format="PNG")
 
         left, right = st.columns([2, 3], gap="large")
         with left:
             a, b = st.columns(2)
-            a.image(images.upscale(enc.x, 160), caption="Model input")
-            b.image(images.upscale(enc.recon, 160), caption="Reconstruction")
+            a.image(images.upscale(enc.x, 160), caption="Model input", output_format="PNG")
+            b.image(images.upscale(enc.recon, 160), caption="Reconstruction", output_format="PNG")
             pct = 100.0 * float((table.elbo < enc.elbo).mean())
             st.metric("ELBO", f"{enc.elbo:.1f} nats")
             st.caption(
@@ -103,6 +103,7 @@ for i, (name, blob) in enumerate(files):
                 images.upscale(data.images(ds, [row])[0], 96),
                 caption=f"label {data.label_of(ds, row)} · d={dist:.2f}",
                 alt=f"neighbour {rank + 1}",
+                output_format="PNG",
             )
 
 if placed:

@@ -19,10 +19,9 @@ D = run.config.latent_dim
 st.title("Explore the latent space")
 st.caption(
     "Every dot is one image of the dataset, placed by the centre of its latent code (the "
-    "posterior mean), squeezed from "
-    f"{D} dimensions to 2. Click a dot to decode it, or draw a lasso around a group. "
-    "The sliders on the right set a latent vector z directly; the decoder turns it into the "
-    "image above them."
+    f"posterior mean), squeezed from {D} dimensions to 2. Click a dot to decode it, or select a "
+    "group with the lasso tool at the top right of the map. The sliders on the right set a "
+    "latent vector z directly; the decoder turns it into the image above them."
 )
 
 # --- map controls ---------------------------------------------------------------------------------
@@ -142,8 +141,7 @@ elif sel_row is not None:
 lasso_rows = st.session_state.get("_lasso_rows") or []
 lasso_rows = [r for r in lasso_rows if r < len(table.rows)]
 
-z_now = state.current_z(D)
-marker = to_map(z_now) if z_now is not None else None
+marker = to_map(state.peek_z(D))
 highlight = xy[[sel_pos]] if sel_pos is not None else None
 map_fig = plots.latent_map(
     xy,
@@ -259,7 +257,8 @@ with left:
             if method == "pca"
             else " (★ placed with the fitted map's transform, an approximation)"
         )
-        + ". Drag to lasso; double-click to clear."
+        + ". Click a dot to open it; pick the lasso or box tool (top right of the map) to select "
+        "a group; double-click to clear."
     )
 
     # --- what is selected -----------------------------------------------------------------------
@@ -271,11 +270,13 @@ with left:
         g1.image(
             images.upscale(images.grid(list(data.images(ds, shown)), pad=1), 384),
             caption=f"The selected originals{' (first 64)' if len(rows) > 64 else ''}.",
+            output_format="PNG",
         )
         mean_z = table.mean[lasso_rows].mean(0)
         g2.image(
             images.upscale(infer.decode(run, mean_z), 160),
             caption="Decoding of their mean latent code.",
+            output_format="PNG",
         )
         if g2.button("Load into sliders", key="lasso_to_sliders"):
             state.request_z(mean_z)
@@ -284,8 +285,12 @@ with left:
         x = data.images(ds, [sel_row])  # (1, C, H, W)
         st.subheader(f"Image #{sel_row} · label {data.label_of(ds, sel_row)}")
         o, r, info = st.columns([1, 1, 2])
-        o.image(images.upscale(x[0], 160), caption="Original")
-        r.image(images.upscale(infer.reconstruct(run, x)[0], 160), caption="Reconstruction")
+        o.image(images.upscale(x[0], 160), caption="Original", output_format="PNG")
+        r.image(
+            images.upscale(infer.reconstruct(run, x)[0], 160),
+            caption="Reconstruction",
+            output_format="PNG",
+        )
         if sel_pos is not None:
             info.metric("ELBO (nats)", f"{table.elbo[sel_pos]:.1f}")
             info.caption(

@@ -154,7 +154,6 @@ def latent_map(
     _layout(
         fig,
         height,
-        dragmode="lasso",
         xaxis=dict(title=axis_titles[0], showgrid=False, zeroline=False),
         yaxis=dict(title=axis_titles[1], showgrid=False, zeroline=False),
         legend=dict(title=dict(text=color_title), itemsizing="constant"),
@@ -183,7 +182,7 @@ def add_stars(fig: go.Figure, xy: np.ndarray, names: Sequence[str]) -> go.Figure
     return fig
 
 
-def density_grid(xy: np.ndarray, bins: int = 48) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def density_grid(xy: np.ndarray, bins: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """2-D histogram of an embedding: (counts (bins, bins) as [y, x], x centres, y centres)."""
     xy = np.asarray(xy, dtype=np.float64)
     lo, hi = xy.min(0), xy.max(0)

@@ -105,6 +105,14 @@ def pop_z(dim: int) -> np.ndarray | None:
     return z if z is not None and z.size == dim else None
 
 
+def peek_z(dim: int) -> np.ndarray:
+    """The z the sliders will show next (pending, else current, else zeros), without taking it."""
+    z = st.session_state.get(_PENDING_Z)
+    if z is None or z.size != dim:
+        z = current_z(dim)
+    return np.zeros(dim, np.float32) if z is None else np.clip(z, -3.0, 3.0)
+
+
 def current_z(dim: int) -> np.ndarray | None:
     """The z the sliders showed last (or were asked to show), if it fits `dim`."""
     z = st.session_state.get(_Z)
