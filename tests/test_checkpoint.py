@@ -45,6 +45,7 @@ def test_round_trip_is_bit_exact(tmp_path, cfg):
     assert run.meta["command"] == "python -m vae.train ..."
     assert run.config == cfg
     assert len(weights_hash(tmp_path / "r")) == 64
+    assert (tmp_path / "r" / "model.safetensors").stat().st_mode & 0o777 == 0o644
 
 
 class Evil:
