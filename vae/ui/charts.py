@@ -144,17 +144,24 @@ def mi_heatmap(
 def elbo_histograms(
     groups: Mapping[str, np.ndarray], threshold: float | None = None, height: int = 360
 ) -> go.Figure:
-    """Overlaid ELBO histograms (the first group is the test set), with a threshold line."""
-    fig = go.Figure()
+    """Overlaid ELBO histograms (the first group is the test set), with a threshold line.
+
+    The x range is zoomed on the test set; anything far below it is stacked in the leftmost bin,
+    so that very unusual inputs (ELBOs in the thousands) do not squash the interesting part.
+    """
+    ref = np.asarray(next(iter(groups.values())), np.float64)
+    q_lo, q_hi = np.percentile(ref, [0.5, 100])
     vals = np.concatenate([np.asarray(v, np.float64) for v in groups.values()])
-    lo, hi = np.percentile(vals, 0.5), np.percentile(vals, 100)
-    bins = dict(start=lo, end=hi, size=max((hi - lo) / 60, 1e-6))
+    lo = max(float(vals.min()), q_lo - 1.5 * max(q_hi - q_lo, 1e-6))
+    hi = float(vals.max())
+    size = max((hi - lo) / 60, 1e-6)
+    fig = go.Figure()
     for i, (name, v) in enumerate(groups.items()):
         fig.add_trace(
             go.Histogram(
-                x=np.clip(np.asarray(v, np.float64), lo, None),
+                x=np.clip(np.asarray(v, np.float64), lo + size / 2, None),
                 name=name,
-                xbins=bins,
+                xbins=dict(start=lo, end=hi + size, size=size),
                 histnorm="probability",
                 opacity=0.85 if i == 0 else 0.55,
                 marker_color="#4c78a8" if i == 0 else PALETTE[(i + 1) % len(PALETTE)],
@@ -167,12 +174,22 @@ def elbo_histograms(
             annotation_text="threshold",
             annotation_position="top",
         )
+    if vals.min() < lo:
+        fig.add_annotation(
+            x=lo,
+            y=1.0,
+            yref="paper",
+            xanchor="left",
+            showarrow=False,
+            text=f"← leftmost bar: everything below {lo:.0f}",
+            font=dict(size=11, color="grey"),
+        )
     return _layout(
         fig,
         height,
         barmode="overlay",
         hovermode="closest",
-        xaxis=dict(title="ELBO (nats, higher = more typical; clipped on the left)"),
+        xaxis=dict(title="ELBO in nats (higher = more typical)"),
         yaxis=dict(title="share of images"),
     )
 
@@ -201,7 +218,7 @@ def add_path(fig: go.Figure, xy: np.ndarray, name: str = "path") -> go.Figure:
             name="endpoints",
             text=["A", "B"],
             textposition="top center",
-            textfont=dict(size=16, color=PATH_COLOR),
+            textfont=dict(size=18, color=PATH_COLOR, weight="bold", shadow="auto"),
             marker=dict(size=15, symbol="star", color=MARKER_COLOR, line=dict(color="white")),
             hoverinfo="skip",
         )
