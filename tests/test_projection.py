@@ -109,6 +109,19 @@ def test_tsne_transform_places_new_point_in_its_cluster(blobs, tsne) -> None:
     assert nearest.tolist() == [0, 1, 2]
 
 
+def test_tsne_thread_count_changes_neither_map_nor_cache_key(tmp_path) -> None:
+    x, _ = clusters(n_per=40)
+    one = P.fit(x, "tsne", **{**FAST_TSNE, "n_jobs": 1})
+    two = P.fit(x, "tsne", **{**FAST_TSNE, "n_jobs": 2})
+    np.testing.assert_array_equal(one.embedding, two.embedding)
+    assert P.fit(x, "tsne", n_iter=20, early_exaggeration_iter=10).params["n_jobs"] >= 1  # auto
+    cache = P.ProjectionCache(tmp_path)
+    keys = [cache.full_key({"a": 1}, "tsne", 0, {"n_jobs": j}) for j in (1, 2, "auto")]
+    assert keys[0] == keys[1] == keys[2]
+    with pytest.raises(P.ProjectionError, match="n_jobs"):
+        P.fit(x, "tsne", n_jobs=0)
+
+
 def test_tsne_progress_increases_to_one() -> None:
     x, _ = clusters(n_per=40)
     calls: list[tuple[float, str]] = []
