@@ -141,20 +141,6 @@ elif sel_row is not None:
 lasso_rows = st.session_state.get("_lasso_rows") or []
 lasso_rows = [r for r in lasso_rows if r < len(table.rows)]
 
-marker = to_map(state.peek_z(D))
-highlight = xy[[sel_pos]] if sel_pos is not None else None
-map_fig = plots.latent_map(
-    xy,
-    color,
-    categorical=categorical,
-    color_title=color_name(color_by),
-    category_names=names,
-    rows=table.rows,
-    marker=marker,
-    selected=highlight,
-    axis_titles=("PC 1", "PC 2") if method == "pca" else ("", ""),
-)
-st.session_state["_map_positions"] = map_fig.positions
 
 left, right = st.columns([5, 4], gap="large")
 
@@ -176,10 +162,10 @@ def latent_panel() -> None:
         alt="decoded z",
     )
     with map_col:
-        st.plotly_chart(
-            plots.position_map(grid, to_map(z)),
-            config={"displayModeBar": False, "staticPlot": True},
-            key="position_map",
+        st.image(
+            images.data_uri(plots.position_image(grid, to_map(z))),
+            width="stretch",
+            alt="position of z",
         )
         st.caption("★ where z lies on the map (grey: where the data is).")
     b1, b2, b3 = st.columns(3)
@@ -241,6 +227,21 @@ with right:
     latent_panel()
 
 with left:
+    # Built after the sliders' fragment, so the decoded image reaches the browser first.
+    marker = to_map(state.peek_z(D))
+    highlight = xy[[sel_pos]] if sel_pos is not None else None
+    map_fig = plots.latent_map(
+        xy,
+        color,
+        categorical=categorical,
+        color_title=color_name(color_by),
+        category_names=names,
+        rows=table.rows,
+        marker=marker,
+        selected=highlight,
+        axis_titles=("PC 1", "PC 2") if method == "pca" else ("", ""),
+    )
+    st.session_state["_map_positions"] = map_fig.positions
     st.plotly_chart(
         map_fig.figure,
         key=MAP_KEY,

@@ -137,10 +137,10 @@ def set_selected_index(idx: int | None) -> None:
 
 # --- latent map settings (kept outside widget keys, which Streamlit drops on page switches) ---
 def map_size(n_dataset: int) -> int:
-    """Images on the latent map: the user's choice, else all (small sets) or 5,000."""
+    """Images on the latent map: the user's choice, else up to 10,000."""
     n = st.session_state.get(MAP_N)
     if n is None:
-        n = n_dataset if n_dataset <= 2000 else 5000
+        n = 10_000
     return int(min(n, n_dataset))
 
 
