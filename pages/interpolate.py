@@ -40,13 +40,16 @@ st.caption(
 )
 
 
-def default_rows() -> tuple[int, int]:
-    """Two dataset images of different classes (the first image, and the first unlike it)."""
-    if ds.y is None or len(ds) < 2:
-        return 0, min(1, len(ds) - 1)
+def default_rows() -> tuple[int, int, int]:
+    """Three dataset rows: the first image, another image of the same class, and the first
+    image of a different class (just 0, 1, 2 without labels)."""
+    last = len(ds) - 1
+    if ds.y is None or len(ds) < 3:
+        return 0, min(1, last), min(2, last)
     y = ds.y.numpy()
+    same = np.flatnonzero(y == y[0])
     other = np.flatnonzero(y != y[0])
-    return 0, int(other[0]) if other.size else 1
+    return 0, int(same[1]) if same.size > 1 else 1, int(other[0]) if other.size else min(2, last)
 
 
 def endpoint(tag: str, default_row: int, default_source: str) -> tuple[np.ndarray | None, str]:
@@ -110,7 +113,7 @@ tab_path, tab_math = st.tabs(["Interpolation", "Latent arithmetic"])
 
 # --- interpolation ------------------------------------------------------------------------------
 with tab_path:
-    row_a, row_b = default_rows()
+    row_a, _, row_b = default_rows()
     ca, cb, cs = st.columns([2, 2, 3], gap="medium")
     with ca:
         za, what_a = endpoint("A", row_a, "dataset")
@@ -234,12 +237,13 @@ with tab_math:
     st.caption(
         "Subtract one code from another and add a third: if the difference between A and B is "
         "a consistent *direction* in latent space (style, slant, thickness), adding it to C "
-        "carries it over."
+        "carries it over. By default A and B show the same class in two styles, so the result "
+        "should be C drawn with A's style instead of B's."
     )
     rows = default_rows()
     inputs, pics = st.columns(4), st.columns(4)
     zs = []
-    for i, (tag, row) in enumerate(zip("ABC", (rows[0], rows[1], rows[1] + 1), strict=True)):
+    for i, (tag, row) in enumerate(zip("ABC", rows, strict=True)):
         r = inputs[i].number_input(
             f"{tag}: image number",
             0,
@@ -276,6 +280,8 @@ with tab_math:
         )
         names = ds.label_names or [str(i) for i in range(int(table.labels.max()) + 1)]
         present = sorted({int(v) for v in np.unique(table.labels)})
+        first = int(ds.y[rows[0]]) if ds.y is not None else -1
+        want = 7 if first != 7 else (int(ds.y[rows[2]]) if ds.y is not None else 0)  # "7-ness"
         a1, a2, a3 = st.columns([2, 2, 3], vertical_alignment="bottom")
         base_row = a1.number_input(
             "Start from image number", 0, len(ds) - 1, rows[0], key=f"attr_row:{model_key}"
@@ -283,12 +289,12 @@ with tab_math:
         cls = a2.selectbox(
             "Add the attribute of class",
             present,
-            index=min(len(present) - 1, 7 if 7 in present else 0),
+            index=present.index(want) if want in present else 0,
             format_func=lambda k: names[k] if k < len(names) else str(k),
             key=f"attr_cls:{model_key}",
         )
         alpha = a3.slider(
-            "α (how much)", -3.0, 3.0, 1.5, 0.1, key="attr_alpha", persist_state="session"
+            "α (how much)", -5.0, 5.0, 3.0, 0.1, key="attr_alpha", persist_state="session"
         )
         base, _ = infer.encode(run, data.images(ds, [int(base_row)]))
         vec = attribute_vector(table.mean, table.labels, int(cls))  # (D,)
