@@ -46,7 +46,7 @@ def dim_label(d: int) -> str:
 
 
 # --- controls -------------------------------------------------------------------------------------
-c1, c2, c3, c4 = st.columns([3, 2, 2, 2], vertical_alignment="bottom")
+c1, c2, _ = st.columns([3, 2, 4], vertical_alignment="bottom")
 centre_mode = c1.segmented_control(
     "Centre",
     ["explore", "prior"],
@@ -67,15 +67,6 @@ span = c2.slider(
     persist_state="session",
     help="How far each column goes, in prior standard deviations.",
 )
-steps = c3.select_slider("Columns", STEPS, value=9, key="trav_steps", persist_state="session")
-hide_collapsed = c4.toggle(
-    "Hide collapsed",
-    value=False,
-    key="trav_hide",
-    persist_state="session",
-    disabled=kl is None,
-    help="Leave out dimensions whose KL is below 0.01 nats: they do nothing.",
-)
 
 z_explore = state.current_z(D)
 if centre_mode == "explore" and z_explore is not None:
@@ -86,7 +77,6 @@ else:
     centre_text = "z = 0, the prior mean"
     if centre_mode == "explore":
         st.caption("Explore's sliders have not been set yet, so the centre is z = 0.")
-offs = offsets(int(steps), float(span))
 
 
 def tick(v: float) -> str:
@@ -94,15 +84,25 @@ def tick(v: float) -> str:
     return f"{v:+.2f}".rstrip("0").rstrip(".")
 
 
-col_labels = [tick(v) for v in offs]
-mid = int(steps) // 2
-
 tab_rows, tab_plane, tab_gif = st.tabs(
     ["One dimension per row", "Two dimensions at once", "Animated GIF"]
 )
 
 # --- one dimension per row ------------------------------------------------------------------------
 with tab_rows:
+    r1, r2, r3 = st.columns([2, 3, 2], vertical_alignment="bottom")
+    steps = r1.select_slider("Columns", STEPS, value=9, key="trav_steps", persist_state="session")
+    hide_collapsed = r3.toggle(
+        "Hide collapsed",
+        value=False,
+        key="trav_hide",
+        persist_state="session",
+        disabled=kl is None,
+        help="Leave out dimensions whose KL is below 0.01 nats: they do nothing.",
+    )
+    offs = offsets(int(steps), float(span))
+    col_labels = [tick(v) for v in offs]
+    mid = int(steps) // 2
     dims = [
         d for d in order if not (hide_collapsed and kl is not None and kl[d] < plots.COLLAPSED_KL)
     ]
@@ -115,7 +115,7 @@ with tab_rows:
         top = min(len(dims), 12)
         n_rows = top
         if len(dims) > 1:
-            n_rows = st.columns([2, 3])[0].slider(
+            n_rows = r2.slider(
                 "Rows (most informative first)",
                 1,
                 len(dims),
