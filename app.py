@@ -12,7 +12,7 @@ from streamlit.errors import FragmentHandledException
 from vae.checkpoint import CheckpointError
 from vae.data import DatasetError
 from vae.imageio import ImageError
-from vae.ui import data, models, state
+from vae.ui import data, infer, models, state
 
 st.set_page_config(
     page_title="VAE Latent Explorer",
@@ -43,6 +43,7 @@ pages = {
     if (ROOT / script).is_file()
 }
 
+threads = infer.configure_threads()
 state.init()
 page = st.navigation(list(pages.values()))
 url_path = next((u for u, p in pages.items() if p is page), "")
@@ -69,7 +70,14 @@ if run is not None:
     )
     data.dataset_panel(run)
 models.add_model_panel()
-st.sidebar.caption(f":material/memory: Running on **{models.device_name()}**")
+st.sidebar.caption(
+    f":material/memory: Running on **{models.device_name()}**"
+    + (
+        f" ({threads} CPU thread{'s' if threads > 1 else ''})"
+        if models.device_name() == "cpu"
+        else ""
+    )
+)
 
 # --- the page -------------------------------------------------------------------------------------
 try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 from tests.e2e.helpers import app_pages, digit_photo_png, tiny_digits_checkpoint
@@ -37,6 +38,7 @@ def app(model_dirs, monkeypatch) -> AppTest:
     monkeypatch.setenv("VAE_RUNS_DIR", str(model_dirs["runs"]))
     monkeypatch.setenv("VAE_CACHE_DIR", str(model_dirs["cache"]))
     monkeypatch.setenv("VAE_DEVICE", "cpu")
+    monkeypatch.setenv("VAE_APP_THREADS", str(torch.get_num_threads()))  # leave pytest's alone
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
     return at
