@@ -93,6 +93,8 @@ def test_stop_gives_a_valid_checkpoint_and_resume_reaches_the_end(root):
     first = wait_for(lambda: (s := jobs.job_status(run_dir)).state == "running" and s.step > 0
                      and s, what="progress")  # fmt: skip
     later = wait_for(lambda: (s := jobs.job_status(run_dir)).step > first.step and s, 30, "more")
+    if Path(f"/proc/{first.pid}").is_dir():  # CPU jobs yield to the app once they train
+        wait_for(lambda: os.getpriority(os.PRIO_PROCESS, first.pid) == jobs.NICE, 10, "nice")
     assert later.total_steps == 5000 * STEPS_PER_EPOCH and 0 < later.progress < 1
     # one job per device: a second start is refused while the first runs, and nothing is made
     with pytest.raises(jobs.JobError, match="cpu is busy with long"):

@@ -54,7 +54,7 @@ LOCK_FILE = ".jobs.lock"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ACTIVE = ("starting", "running", "stopping")
 TERMINAL = ("finished", "stopped", "failed")
-NICE = 5  # CPU jobs run a little below the app server, so the app stays responsive
+NICE = 10  # CPU jobs yield to the app server, so the app stays responsive while they train
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -379,6 +379,33 @@ def _wait_and_record(proc: subprocess.Popen, run_dir: Path) -> None:
         pass  # the run folder was deleted or renamed meanwhile
 
 
+def lower_priority(pid: int, nice: int = NICE) -> None:
+    """Nice a job: every thread of it (Linux nice is per thread) and, since its own session is
+    its own scheduler autogroup on Linux, where nice only counts inside the group, the group."""
+    tasks = Path(f"/proc/{pid}/task")
+    tids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid]
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError:
+            pass
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except OSError:
+        pass  # no autogroups here (macOS, or a kernel without them)
+
+
+def _nice_once_running(proc: subprocess.Popen, run_dir: Path) -> None:
+    """Lower a CPU job's priority once it trains: its start-up (imports, data) stays quick,
+    and from then on the app server wins the CPU whenever it needs it."""
+    while proc.poll() is None:
+        status = _read(run_dir / STATUS_FILE)
+        if status.get("pid") == proc.pid and status.get("state") == "running":
+            lower_priority(proc.pid)
+            return
+        time.sleep(0.2)
+
+
 def _launch(run_dir: Path, cmd: list[str], slot: str, kind: str, epochs: int) -> JobStatus:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
@@ -399,11 +426,6 @@ def _launch(run_dir: Path, cmd: list[str], slot: str, kind: str, epochs: int) ->
             )
         except OSError as e:
             raise JobError(f"could not start the training process: {e}") from None
-    if slot == "cpu":
-        try:
-            os.setpriority(os.PRIO_PROCESS, proc.pid, NICE)
-        except OSError:
-            pass
     atomic_write_json(
         run_dir / JOB_FILE,
         {
@@ -417,6 +439,8 @@ def _launch(run_dir: Path, cmd: list[str], slot: str, kind: str, epochs: int) ->
         },
     )
     threading.Thread(target=_wait_and_record, args=(proc, run_dir), daemon=True).start()
+    if slot == "cpu":
+        threading.Thread(target=_nice_once_running, args=(proc, run_dir), daemon=True).start()
     return job_status(run_dir)
 
 

@@ -91,6 +91,8 @@ def duration(seconds: float | None) -> str:
 def progress_text(s: jobs.JobStatus) -> str:
     if s.state == "starting":
         return "Starting: loading PyTorch and the data…"
+    if s.state == "ready" or not s.epochs:
+        return "No training record here: imported, or trained elsewhere."
     parts = [f"Epoch {min(s.epoch + (s.state == 'running'), s.epochs)} of {s.epochs}"]
     if s.total_steps:
         parts.append(f"step {s.step:,} of {s.total_steps:,}")
