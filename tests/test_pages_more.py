@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 
 
-def _train(out: Path, latent_dim: int = 4, epochs: int = 3) -> Path:
+def _train(out: Path, latent_dim: int = 4, epochs: int = 2) -> Path:
     """A digits model trained by `vae.train` itself, so it has metrics.jsonl and steps.jsonl."""
     train(
         ModelConfig(image_shape=(1, 8, 8), latent_dim=latent_dim, arch="mlp", hidden=(64,)),
@@ -65,9 +65,9 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pages")
     assets = root / "assets"
     _train(assets / "digits-mlp")
-    _quick(assets / "digits-2d", "digits", 2, 1.0, 150)
-    _quick(assets / "digits-beta0", "digits", 2, 0.0, 150)
-    _quick(assets / "shapes-mlp", "shapes", 4, 1.0, 60, size=16)
+    _quick(assets / "digits-2d", "digits", 2, 1.0, 100)
+    _quick(assets / "digits-beta0", "digits", 2, 0.0, 100)
+    _quick(assets / "shapes-mlp", "shapes", 4, 1.0, 40, size=16)
     (root / "runs").mkdir()
     return {"assets": assets, "runs": root / "runs", "cache": root / "cache"}
 
@@ -250,3 +250,20 @@ def test_demos_smoothness_tour_names_missing_twins(model_dirs, monkeypatch, tmp_
     open_tour(at, "Smooth latent spaces")
     needs = [i.value for i in at.info if "needs the shipped model" in i.value]
     assert len(needs) == 2 and "--beta 0.0" in needs[0]
+
+
+def test_interpolate_from_an_uploaded_photo(app):
+    from tests.e2e.helpers import digit_photo_png
+
+    goto(app, "interpolate")
+    app.selectbox(key="interp_src_A").set_value("upload").run()
+    ok(app)
+    up = next(f for f in app.get("file_uploader") if f.key == "interp_up_A")
+    up.set_value(("seven.png", digit_photo_png(), "image/png")).run()
+    ok(app)
+    assert any("A: your image seven.png" in c for i in app.get("image") for c in i.captions)
+    assert len(strip_urls(app)) == 10
+    up = next(f for f in app.get("file_uploader") if f.key == "interp_up_A")
+    up.set_value(("notes.png", b"not an image", "image/png")).run()
+    assert not app.exception
+    assert any("not a readable image" in e.value for e in app.error)
