@@ -4,7 +4,9 @@
     python benchmarks/interaction_bench.py --model assets/digits-mlp --presses 15
 
 Measures, for `app.py` and for the naive baseline `benchmarks/naive_app.py` (same model, one
-script, a 10,000-point map and 16 sliders, no fragment, so each slider change reruns it all):
+script, a 10,000-point map and 16 sliders, no fragment, so each slider change reruns it all),
+plus the slider latency of `benchmarks/floor_app.py` (one slider and one image in a fragment, no
+model): the part of the latency that Streamlit, the browser and the machine's load cost anyway.
 
 - cold start: from launching `streamlit run` to the first decoded image in the browser, with an
   empty disk cache (a fresh copy of the model) and again with the disk cache filled;
@@ -211,6 +213,13 @@ def main() -> int:
                 naive_lat = slider_latency(page, '[data-testid="stSlider"]', args.presses)
             finally:
                 stop(proc)
+            f_cold, proc, page, _ = cold_start(
+                browser, "benchmarks/floor_app.py", env, tmp / "floor.log", keep=True
+            )
+            try:
+                floor_lat = slider_latency(page, '[data-testid="stSlider"]', args.presses)
+            finally:
+                stop(proc)
             browser.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -219,19 +228,23 @@ def main() -> int:
     print("\nslider key -> new decoded image (ms)")
     print(f"  app   {summary(app_lat['change_ms'])}   painted: {summary(app_lat['paint_ms'])}")
     print(f"  naive {summary(naive_lat['change_ms'])}   painted: {summary(naive_lat['paint_ms'])}")
+    print(f"  floor {summary(floor_lat['change_ms'])}   (one slider + one image, no model)")
     print(f"  ratio naive/app (median): {b / a:.1f}x   target app <= 150 ms: "
           f"{'met' if a <= 150 else 'NOT met'}")  # fmt: skip
     print("\ncold start: `streamlit run` -> first decoded image (s)")
     print(f"  app   empty disk cache {s_empty:5.2f}   warm disk cache {s_warm:5.2f}")
     print(f"  naive first launch     {n_empty:5.2f}   second launch   {n_warm:5.2f}")
+    print(f"  floor                  {f_cold:5.2f}   (no torch, no model, no data)")
     verdict = lambda s: "met" if s <= 6 else "NOT met"
     print(f"  ratio naive/app (warm): {n_warm / s_warm:.2f}x   target app <= 6 s: "
           f"{verdict(s_warm)} (warm cache), {verdict(s_empty)} (empty cache)")  # fmt: skip
     out.update(
         app_latency=app_lat,
         naive_latency=naive_lat,
+        floor_latency=floor_lat,
         app_cold_start_s={"empty_cache": s_empty, "warm_cache": s_warm},
         naive_cold_start_s={"first": n_empty, "second": n_warm},
+        floor_cold_start_s=f_cold,
     )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
