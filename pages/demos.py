@@ -312,9 +312,11 @@ if tabs[3].open:
                 f"normal images are flagged by mistake). Each of the {len(test)} test images and "
                 "each unusual input was scored with one seeded sample of z."
                 + (
-                    f" Note how {', '.join(missed)} slip through: a likelihood model can give "
-                    "unusual but *simple* images a high score (Nalisnick et al. 2019), so the "
-                    "ELBO alone is not a complete anomaly detector."
+                    f" Most {' and '.join(missed)} inputs slip through. Either they are not so "
+                    "unusual for this model (a rotated shape is still a shape), or they are "
+                    "unusual but *simple*: likelihood models can give simple images a high "
+                    "score (Nalisnick et al. 2019). The ELBO alone is not a complete anomaly "
+                    "detector."
                     if missed
                     else ""
                 )
