@@ -130,6 +130,11 @@ elif color_by.startswith("factor:"):
 else:
     color, categorical, names = (table.recon if color_by == "recon" else table.kl), False, None
 
+hover_labels = None
+if table.labels is not None:
+    names_all = ds.label_names or []
+    hover_labels = [names_all[y] if y < len(names_all) else str(y) for y in table.labels.tolist()]
+
 sel_row = state.selected_index()
 sel_pos = None
 if sel_row is not None and sel_row < len(ds):
@@ -240,6 +245,7 @@ with left:
         marker=marker,
         selected=highlight,
         axis_titles=("PC 1", "PC 2") if method == "pca" else ("", ""),
+        hover_labels=hover_labels if not categorical else None,
     )
     st.session_state["_map_positions"] = map_fig.positions
     st.plotly_chart(
@@ -266,11 +272,12 @@ with left:
     if lasso_rows:
         rows = table.rows[lasso_rows]
         st.subheader(f"{len(rows)} images selected")
-        g1, g2 = st.columns([3, 1])
-        shown = rows[:64]
+        g1, g2 = st.columns([2, 1])
+        shown = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), 64)).astype(int))]
         g1.image(
             images.upscale(images.grid(list(data.images(ds, shown)), pad=1), 384),
-            caption=f"The selected originals{' (first 64)' if len(rows) > 64 else ''}.",
+            caption="The selected originals"
+            + (" (64 of them, evenly spread)." if len(rows) > 64 else "."),
             output_format="PNG",
         )
         mean_z = table.mean[lasso_rows].mean(0)
@@ -279,7 +286,7 @@ with left:
             caption="Decoding of their mean latent code.",
             output_format="PNG",
         )
-        if g2.button("Load into sliders", key="lasso_to_sliders"):
+        if g2.button("Load into sliders", key="lasso_to_sliders", width="stretch"):
             state.request_z(mean_z)
             st.rerun()
     elif sel_row is not None:

@@ -210,3 +210,35 @@ def test_add_folder_by_path(app, model_dirs, tmp_path):
     app.sidebar.text_input[0].input(str(tmp_path / "nope"))
     next(b for b in app.sidebar.button if b.label == "Add folder").click().run()
     assert any("is not a folder" in e.value for e in app.sidebar.error)
+
+
+def test_lasso_selection_shows_grid_and_mean_decoding(app):
+    app.session_state["_lasso_rows"] = [0, 1, 2, 3, 4]
+    app.run()
+    ok(app)
+    assert any(s.value == "5 images selected" for s in app.subheader)
+    captions = [c for img in app.get("image") for c in img.captions]
+    assert any("mean latent code" in c for c in captions)
+    app.button(key="lasso_to_sliders").click().run()
+    ok(app)
+    assert any(s.value != 0.0 for s in latent_sliders(app))
+
+
+def test_map_selection_maps_back_to_table_rows():
+    from vae.ui import plots
+
+    xy = np.arange(12, dtype=np.float32).reshape(6, 2)
+    labels = np.array([1, 0, 1, 2, 0, 1])
+    m = plots.latent_map(
+        xy, labels, categorical=True, color_title="label", marker=np.zeros(2), selected=xy[:1]
+    )
+    # traces: class 0 -> positions [1, 4], class 1 -> [0, 2, 5], class 2 -> [3], ring, star
+    assert [list(p) for p in m.positions[:3]] == [[1, 4], [0, 2, 5], [3]]
+    points = [
+        {"curve_number": 1, "point_index": 2},
+        {"curve_number": 0, "point_index": 0},
+        {"curve_number": 3, "point_index": 0},  # the selection ring: not data
+        {"curve_number": 4, "point_index": 0},  # the current-z star: not data
+    ]
+    assert m.selected_rows(points) == [5, 1]
+    assert m.figure.data[-1].name == "current z"

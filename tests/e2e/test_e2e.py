@@ -120,6 +120,37 @@ def test_click_map_point_loads_it(page, app_url):
     snap(page, "explore-click.png")
 
 
+def test_box_select_shows_a_grid(page, app_url):
+    open_explore(page, app_url)
+    plot = (
+        page.locator('[data-testid="stPlotlyChart"]')
+        .filter(has=page.locator(".modebar-btn[data-val='select']"))
+        .first
+    )
+    plot.hover()
+    plot.locator(".modebar-btn[data-val='select']").click()
+    box = page.evaluate(
+        """() => {
+        const gd = [...document.querySelectorAll('.js-plotly-plot')]
+            .find(g => g._fullData && g._fullData.some(t => t.type === 'scattergl'));
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
+        const px = f => r.left + xa._offset + f * xa._length;
+        const py = f => r.top + ya._offset + f * ya._length;
+        return [px(0.3), py(0.3), px(0.7), py(0.7)];
+    }"""
+    )
+    page.mouse.move(box[0], box[1])
+    page.mouse.down()
+    page.mouse.move((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, steps=5)
+    page.mouse.move(box[2], box[3], steps=5)
+    page.mouse.up()
+    page.get_by_text(re.compile(r"^\d+ images selected$")).wait_for(timeout=20_000)
+    wait_idle(page)
+    assert page.get_by_text("Decoding of their mean latent code.").count() == 1
+    no_exception(page)
+    snap(page, "explore-box-select.png")
+
+
 def test_upload_photo_shows_neighbours(page, app_url, tmp_path):
     photo = tmp_path / "digit.png"
     photo.write_bytes(digit_photo_png())

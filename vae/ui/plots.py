@@ -64,12 +64,14 @@ def latent_map(
     selected: np.ndarray | None = None,
     axis_titles: tuple[str, str] = ("", ""),
     height: int = 560,
+    hover_labels: Sequence[str] | None = None,
 ) -> MapFigure:
     """WebGL scatter of a 2-D embedding `xy` (N, 2), coloured by `color` (N,).
 
     `categorical` colours draw one trace per class with a legend; otherwise a colour bar.
-    `rows` (N,) are the dataset indices shown on hover. `marker` (2,) is the current z (a star);
-    `selected` (k, 2) are highlighted points (rings).
+    `rows` (N,) are the dataset indices shown on hover, with `hover_labels` (N,) when the colour
+    is not the label. `marker` (2,) is the current z (a star); `selected` (k, 2) are highlighted
+    points (rings).
     """
     xy = np.asarray(xy, dtype=np.float32)
     rows = np.arange(len(xy)) if rows is None else np.asarray(rows)
@@ -114,8 +116,10 @@ def latent_map(
                     colorbar=dict(title=dict(text=color_title, side="right"), thickness=12),
                 ),
                 customdata=np.stack([rows, vals], 1),
+                text=None if hover_labels is None else list(hover_labels),
                 hovertemplate=(
-                    f"image #%{{customdata[0]}}<br>{color_title} "
+                    ("label <b>%{text}</b><br>" if hover_labels is not None else "")
+                    + f"image #%{{customdata[0]}}<br>{color_title} "
                     "%{customdata[1]:.3g}<extra></extra>"
                 ),
                 showlegend=False,
