@@ -34,8 +34,8 @@ MAX_TSNE_EXACT_NN = 50_000  # exact neighbours beat Annoy on 2 cores up to about
 
 TSNE_DEFAULTS: dict[str, Any] = {
     "perplexity": 30.0,
-    "early_exaggeration_iter": 125,  # openTSNE's 250 + 500 halved in the first phase: same
-    "n_iter": 375,  # 10-NN preservation on MNIST-like latents, 2/3 of the time (benchmarks/)
+    "early_exaggeration_iter": 100,  # openTSNE's 250 + 500, cut to 100 + 250: the same 10-NN
+    "n_iter": 250,  # preservation on MNIST latents in half the time (benchmarks/README.md)
     "neighbors": "auto",  # "exact" up to MAX_TSNE_EXACT_NN points, else "annoy"
     "n_jobs": "auto",  # threads: the idle cores right now (same result for any count)
     "transform_perplexity": 5.0,  # openTSNE's default for placing new points
