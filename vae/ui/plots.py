@@ -126,10 +126,11 @@ def latent_map(
             )
         )
         positions.append(np.arange(len(xy)))
+    # WebGL like the data, else the canvas would hide these SVG markers under the dots.
     if selected is not None and len(selected):
         sel = np.asarray(selected, dtype=np.float32).reshape(-1, 2)
         fig.add_trace(
-            go.Scatter(
+            go.Scattergl(
                 x=sel[:, 0],
                 y=sel[:, 1],
                 mode="markers",
@@ -144,7 +145,7 @@ def latent_map(
     if marker is not None:
         m = np.asarray(marker, dtype=np.float32).reshape(2)
         fig.add_trace(
-            go.Scatter(
+            go.Scattergl(
                 x=[m[0]],
                 y=[m[1]],
                 mode="markers",
@@ -168,10 +169,11 @@ def latent_map(
 
 
 def add_stars(fig: go.Figure, xy: np.ndarray, names: Sequence[str]) -> go.Figure:
-    """Add labelled ★ markers (e.g. uploaded images) at `xy` (M, 2) to a map."""
+    """Add labelled ★ markers (e.g. uploaded images) at `xy` (M, 2) to a map (WebGL, so they
+    are drawn above the map's WebGL dots)."""
     xy = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
     fig.add_trace(
-        go.Scatter(
+        go.Scattergl(
             x=xy[:, 0],
             y=xy[:, 1],
             mode="markers+text",
