@@ -173,6 +173,13 @@ def latent_panel() -> None:
             alt="position of z",
         )
         st.caption("★ where z lies on the map (grey: where the data is).")
+        if st.button(
+            "Move the map's ★ here",
+            key="star_to_map",
+            type="tertiary",
+            help="The big map is not redrawn while you move sliders (that keeps them fast).",
+        ):
+            st.rerun()  # a full run redraws the big map with the current z
     b1, b2, b3 = st.columns(3)
     b1.button(
         "Reset to 0",

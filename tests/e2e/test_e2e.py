@@ -53,6 +53,7 @@ def no_exception(page) -> None:
 def test_slider_key_changes_decoded_image(page, app_url):
     open_explore(page, app_url)
     before = page.locator(DECODED).get_attribute("src")
+    star = star_position(page)
     thumb = page.locator(LATENT_SLIDER).first.locator('input[type="range"]')
     thumb.focus()
     page.keyboard.press("ArrowRight")
@@ -64,6 +65,18 @@ def test_slider_key_changes_decoded_image(page, app_url):
     )
     wait_idle(page)
     assert "z=" in page.url, "the URL should carry the latent vector"
+    # the fragment reran alone: the big map was not redrawn, so its star stayed put ...
+    assert star_position(page) == star
+    # ... until asked for
+    page.get_by_role("button", name="Move the map's ★ here").click()
+    page.wait_for_function(
+        "(s) => { for (const gd of document.querySelectorAll('.js-plotly-plot')) {"
+        " const t = (gd._fullData || []).find(t => t.name === 'current z');"
+        " if (t && (t.x[0] !== s[0] || t.y[0] !== s[1])) return true; } return false; }",
+        arg=star,
+        timeout=20_000,
+    )
+    wait_idle(page)
     no_exception(page)
     snap(page, "explore-slider.png")
 
