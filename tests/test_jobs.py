@@ -84,7 +84,7 @@ def test_start_watch_finish_and_load(root):
     assert info.score.startswith("test ELBO") and info.score_value < 0
     assert info.device == "cpu" and info.wall_time_s > 0
     assert "epoch 3/3" in jobs.log_tail(root / "short")
-    wait_for(lambda: jobs.job_status(root / "short").returncode == 0, 10, "the exit code")
+    wait_for(lambda: jobs.job_status(root / "short").returncode == 0, 60, "the exit code")
 
 
 def test_stop_gives_a_valid_checkpoint_and_resume_reaches_the_end(root):

@@ -371,6 +371,8 @@ def train_command(
 def _wait_and_record(proc: subprocess.Popen, run_dir: Path) -> None:
     """Reap the child when it ends (no zombie) and note its exit code for `job_status`."""
     code = proc.wait()
+    if not run_dir.is_dir():
+        return  # renamed or deleted meanwhile (only possible once the job had ended)
     try:
         atomic_write_json(
             run_dir / EXIT_FILE, {"pid": proc.pid, "returncode": code, "ended": time.time()}

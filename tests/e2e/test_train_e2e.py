@@ -35,8 +35,9 @@ def start_job(page, name: str, epochs: int) -> None:
     fill(page, "Epochs", str(epochs), role="spinbutton")
     fill(page, "Hidden sizes", "32")
     page.get_by_role("button", name="Start training").click()
-    running = re.compile(r"^Epoch [\d,]+ of [\d,]+ · step")  # not the stopped run's "Stopped ·"
-    page.locator(PROGRESS).get_by_text(running).wait_for(timeout=90_000)
+    # the new run's progress (a short one may be done by the first poll), not "Stopped ·"
+    shown = re.compile(r"^(Epoch [\d,]+ of [\d,]+ · step|Finished)")
+    page.locator(PROGRESS).get_by_text(shown).wait_for(timeout=90_000)
 
 
 def test_train_watch_stop_then_finish_and_explore(page, app_url, app_dirs):
