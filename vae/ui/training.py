@@ -144,10 +144,14 @@ def device_options() -> list[Any]:
 def device_label(d: Any, busy: dict[str, list[str]]) -> str:
     if not d.available:
         return f"{d.name} (unavailable: {d.reason})"
+    label = d.label
+    if d.name == "cpu":  # the app's own torch thread count says nothing about a job's
+        threads = jobs.default_threads("cpu")
+        label = f"cpu — {threads} thread{'s' * (threads != 1)} for training"
     slot = "cuda:0" if d.name == "cuda" else d.name
     if busy.get(slot):
-        return f"{d.label} — busy with {', '.join(busy[slot])}"
-    return d.label
+        return f"{label} — busy with {', '.join(busy[slot])}"
+    return label
 
 
 def suggest_name(dataset: str, arch: str, latent: int, root: Path) -> str:
