@@ -28,6 +28,15 @@ def test_digits_shapes_range_and_split():
     assert set(train.y.tolist()) == set(range(10))
 
 
+def test_digits_match_scikit_learns_loader():
+    from sklearn.datasets import load_digits as sk_load
+
+    ref = sk_load()
+    ours = load_dataset("digits", "all")
+    assert torch.equal(ours.x[:, 0] * 16, torch.from_numpy(ref.images).float())
+    assert torch.equal(ours.y, torch.from_numpy(ref.target).long())
+
+
 # --- shapes --------------------------------------------------------------------------------------
 def test_shapes_deterministic_by_seed_and_split():
     a = load_shapes("all", image_size=16, seed=3, n=300)

@@ -34,7 +34,6 @@ from vae.checkpoint import (
     atomic_write_json,
     load_train_state,
     read_config,
-    read_json,
     save_model,
     save_train_state,
 )
@@ -388,10 +387,7 @@ def train(
             "world_size": world,
             **{k: v for k, v in last_record.items() if k not in ("epoch", "step")},
         }
-        if is_main:
-            old = _read_metrics(run_dir)
-            if "evaluation" in old:
-                metrics["evaluation"] = old["evaluation"]
+        if is_main:  # a stored evaluation described the old weights, so it is not carried over
             atomic_write_json(run_dir / METRICS_JSON, metrics)
             status.write(result_state, epoch, step, eta_s=0.0)
         return TrainResult(run_dir, result_state, step, epoch, metrics)
@@ -416,13 +412,6 @@ def _should_stop(stop: StopFlag, distributed: bool, device: torch.device) -> boo
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
-
-
-def _read_metrics(run_dir: Path) -> dict[str, Any]:
-    try:
-        return read_json(run_dir / METRICS_JSON)
-    except CheckpointError:
-        return {}
 
 
 class StatusWriter:
