@@ -73,14 +73,16 @@ class ModelEntry:
     dataset: str
     latent_dim: int
     arch: str
-    score: str  # e.g. "test ELBO -95.1" or "" when the run has no metrics yet
+    score: str  # e.g. "ELBO -95.1" (test set) or "" when the run has no metrics yet
 
     @property
     def label(self) -> str:
-        parts = [self.name, self.dataset, f"{self.latent_dim}-d", self.arch]
+        """e.g. "digits-mlp · digits · 8-d MLP · ELBO -24.7" (non-shipped ones say where from)."""
+        parts = [self.name, self.dataset, f"{self.latent_dim}-d {self.arch.upper()}"]
         if self.score:
             parts.append(self.score)
-        return " · ".join(parts)
+        where = "" if self.source == "asset" else f"{SOURCES[self.source]}: "
+        return where + " · ".join(parts)
 
 
 def metric_summary(metrics: dict[str, Any]) -> str:
@@ -95,7 +97,7 @@ def metric_summary(metrics: dict[str, Any]) -> str:
             return f"NLL {metrics[k]:.1f}"
     for k in ("test_elbo", "elbo"):
         if isinstance(metrics.get(k), (int, float)):
-            return f"test ELBO {metrics[k]:.1f}"
+            return f"ELBO {metrics[k]:.1f}"
     return ""
 
 
@@ -281,8 +283,9 @@ def picker() -> ModelEntry | None:
         "Model",
         keys,
         key=state.MODEL,
-        format_func=lambda k: f"{SOURCES[by_key[k].source]} · {by_key[k].label}",
-        help="Shipped models, your training runs (runs/) and models added below.",
+        format_func=lambda k: by_key[k].label,
+        help="Shipped models, your training runs (runs/) and models added below. Each shows its "
+        "dataset, latent size, architecture and test ELBO (or IWAE NLL when evaluated), in nats.",
     )
     st.session_state[CURRENT_KEY] = by_key[key]
     return by_key[key]
