@@ -67,6 +67,7 @@ if run is not None:
     st.sidebar.caption(
         f"{w}×{h} {'colour' if c == 3 else 'grey'} images · {run.config.latent_dim}-d latent · "
         f"{run.config.arch.upper()} · {run.config.likelihood} decoder"
+        + (f" · {entry.score} nats" if entry.score else "")
     )
     data.dataset_panel(run)
 models.add_model_panel()

@@ -77,8 +77,8 @@ class ModelEntry:
 
     @property
     def label(self) -> str:
-        """e.g. "digits-mlp · digits · 8-d MLP · ELBO -24.7" (non-shipped ones say where from)."""
-        parts = [self.name, self.dataset, f"{self.latent_dim}-d {self.arch.upper()}"]
+        """e.g. "digits-mlp · digits · z8 MLP · ELBO -24.7" (non-shipped ones say where from)."""
+        parts = [self.name, self.dataset, f"z{self.latent_dim} {self.arch.upper()}"]
         if self.score:
             parts.append(self.score)
         where = "" if self.source == "asset" else f"{SOURCES[self.source]}: "
