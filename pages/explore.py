@@ -177,6 +177,7 @@ def latent_panel() -> None:
         st.caption("★ where z lies on the map (grey: where the data is).")
         if st.button(
             "Move the map's ★ here",
+            icon=":material/my_location:",
             key="star_to_map",
             type="tertiary",
             help="The big map is not redrawn while you move sliders (that keeps them fast).",

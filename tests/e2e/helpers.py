@@ -59,12 +59,14 @@ def tiny_digits_checkpoint(
 def digit_photo_png(size: int = 240) -> bytes:
     """A photo-like picture of a handwritten '7': dark ink on grey-white paper, a little blur.
 
-    Uses tests/fixtures/digit*.png|jpg when the repository has one.
+    Uses the repository's photo fixture tests/fixtures/photo_7.jpg when it is there.
     """
-    for pattern in ("digit*.png", "digit*.jpg", "*7*.png", "*7*.jpg"):
+    for pattern in ("photo_7.jpg", "photo_*.jpg", "*_photo.png"):
         found = sorted(FIXTURES.glob(pattern)) if FIXTURES.is_dir() else []
         if found:
-            return found[0].read_bytes()
+            buf = io.BytesIO()
+            Image.open(found[0]).save(buf, format="PNG")  # one format for every caller
+            return buf.getvalue()
     rng = np.random.default_rng(0)
     paper = (225 + rng.normal(0, 6, (size, size))).clip(0, 255).astype(np.uint8)
     im = Image.fromarray(paper, "L").convert("RGB")

@@ -15,14 +15,16 @@ everything here takes and returns numpy arrays, PIL images or bytes.
     state.request_z(z); st.switch_page("pages/explore.py")   # open z in Explore's sliders
 
 Modules:
-- `state`: session keys, pending z, selected index, URL query parameters (model, page, idx, z,
-  proj) so a link reproduces a view.
+- `state`: session keys, pending z (`request_z`/`pop_z`/`peek_z`), selected index, map size and
+  projection, URL query parameters (model, page, idx, z, proj) so a link reproduces a view.
 - `models`: model discovery (assets/, runs/, uploads, added folders), cached loading, the
   sidebar picker, safe zip upload.
 - `data`: the run's dataset (cached), images by row, the sidebar availability/download panel.
 - `cache`: latent table and projections, cached in memory and on disk next to the run.
-- `infer`: decode / encode / reconstruct / nearest / prior samples, numpy in and out.
-- `plots`: Plotly figures (latent map, position mini-map, posterior bars, KL bars).
+- `infer`: decode / encode / reconstruct / nearest / prior samples / `encode_upload`, numpy in
+  and out; `configure_threads` (called once by app.py).
+- `plots`: Plotly figures (latent map with selection mapping, posterior bars, KL bars) and the
+  Pillow-drawn position mini-map (`density_grid`, `position_image`).
 - `images`: arrays -> PIL, upscaling, PNG bytes and data URIs, grids.
 - `sliders`: KL-ordered latent sliders that keep their values across reruns and pages.
 """
