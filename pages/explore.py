@@ -153,12 +153,13 @@ left, right = st.columns([5, 4], gap="large")
 
 # --- the latent sliders and the decoded image (a fragment: moving a slider reruns only this) ------
 grid = plots.density_grid(xy)
+limit = sliders.limit_for(table.mean)  # ±3, or wider when the data's codes lie further out
 
 
 @st.fragment
 def latent_panel() -> None:
     keys = sliders.slider_keys(model_key, D)
-    z = sliders.take_z(keys, D)
+    z = sliders.take_z(keys, D, limit)
     st.subheader("Decoded z")
     img_col, map_col = st.columns([3, 2], vertical_alignment="top")
     decoded = infer.decode(run, z)  # (C, H, W)
@@ -187,7 +188,7 @@ def latent_panel() -> None:
     b1.button(
         "Reset to 0",
         on_click=sliders.set_z,
-        args=(keys, np.zeros(D, np.float32)),
+        args=(keys, np.zeros(D, np.float32), limit),
         width="stretch",
         help="z = 0 is the centre of the prior N(0, I): the 'average' image.",
     )
@@ -215,25 +216,34 @@ def latent_panel() -> None:
     if D > sliders.TOP:
         show_all = st.toggle(f"Show all {D} dimensions", key="show_all_dims")
     st.caption(
-        f"Sliders are ordered by how much information each dimension carries (mean KL to the "
-        f"prior). {n_collapsed} of {D} dimensions are collapsed: the decoder ignores them."
-        if n_collapsed
-        else "Sliders are ordered by how much information each dimension carries (mean KL)."
+        "Sliders are ordered by how much information each dimension carries (mean KL to the "
+        "prior)."
+        + (
+            f" {n_collapsed} of {D} dimensions are collapsed: the decoder ignores them."
+            if n_collapsed
+            else ""
+        )
+        + (
+            f" They span ±{limit:g} instead of the prior's ±3 because some images' codes lie "
+            "that far out."
+            if limit > sliders.LIMIT
+            else ""
+        )
     )
     with st.container(height=520 if (show_all or D > 8) else "content", border=False):
-        sliders.draw(keys, kl, show_all=show_all)
+        sliders.draw(keys, kl, show_all=show_all, limit=limit)
     state.sync_url(z=z)
 
 
 def _draw_prior(keys: list[str], seed: int) -> None:
     st.session_state["_prior_draws"] = seed + 1
-    sliders.set_z(keys, infer.prior_sample(D, seed=seed + 1000 * D))
+    sliders.set_z(keys, infer.prior_sample(D, seed=seed + 1000 * D), limit)
 
 
 def _snap(keys: list[str], z: np.ndarray) -> None:
     idx, _ = infer.nearest(z, table.mean, k=1)
     pos = int(idx[0])
-    sliders.set_z(keys, table.mean[pos])
+    sliders.set_z(keys, table.mean[pos], limit)
     row = int(table.rows[pos])
     st.session_state["_snapped"] = (row, data.label_of(ds, row))
 

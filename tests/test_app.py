@@ -279,3 +279,11 @@ def test_page_in_the_url_opens_that_page(model_dirs, monkeypatch):
     assert not at.exception
     assert at.title[0].value == "Encode your own image"
     assert at.sidebar.selectbox(key="model").value == "asset:digits-wide"
+
+
+def test_slider_range_covers_the_data():
+    from vae.ui import sliders
+
+    assert sliders.limit_for(np.array([[0.5, -2.9]])) == 3.0
+    assert sliders.limit_for(np.array([[0.5, -4.2]])) == 5.0
+    assert sliders.limit_for(np.array([[100.0]])) == sliders.MAX_LIMIT

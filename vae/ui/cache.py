@@ -120,6 +120,9 @@ def _table(path: str, version: tuple[int, int], n: int, seed: int) -> LatentTabl
     if arrays is None:
         arrays = _compute_table(run, n, seed)
         save_npz(f, arrays)
+        for stale in f.parent.glob("latents-v*.npz"):  # earlier weights of a retrained run
+            if f"-{models.run_id(run)}-" not in stale.name:
+                stale.unlink(missing_ok=True)
     return LatentTable(
         rows=arrays["rows"],
         mean=arrays["mean"],

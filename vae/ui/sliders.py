@@ -22,7 +22,8 @@ import streamlit as st
 from vae.ui import state
 from vae.ui.plots import COLLAPSED_KL
 
-LIMIT = 3.0  # sliders span -3..+3 prior standard deviations
+LIMIT = 3.0  # sliders span -3..+3 prior standard deviations ...
+MAX_LIMIT = 20.0  # ... or wider, up to this, when the data's codes lie further out
 STEP = 0.1
 TOP = 16  # dimensions shown before "show all"
 
@@ -31,27 +32,35 @@ def slider_keys(model_key: str, dim: int) -> list[str]:
     return [f"zslider:{model_key}:{d}" for d in range(dim)]
 
 
-def _clip(v: float) -> float:
-    return float(np.clip(round(float(v), 2), -LIMIT, LIMIT))
+def limit_for(means: np.ndarray) -> float:
+    """Slider half-range: 3 (the prior's ±3σ) unless some posterior means lie further out, as in
+    weakly regularised models (β ≈ 0); then wide enough to reach every dataset image."""
+    m = float(np.max(np.abs(means))) if np.size(means) else 0.0
+    return LIMIT if m <= LIMIT else float(min(np.ceil(m), MAX_LIMIT))
 
 
-def set_z(keys: Sequence[str], z: np.ndarray) -> None:
+def _clip(v: float, limit: float) -> float:
+    return float(np.clip(round(float(v), 2), -limit, limit))
+
+
+def set_z(keys: Sequence[str], z: np.ndarray, limit: float = LIMIT) -> None:
     """Set every slider (drawn or hidden) and the session's current z. Use from callbacks."""
-    z = np.clip(np.asarray(z, dtype=np.float32).ravel(), -LIMIT, LIMIT)
-    for k, v in zip(keys, z, strict=True):
-        st.session_state[k] = _clip(v)
-    state.set_current_z(np.array([_clip(v) for v in z], dtype=np.float32))
+    zc = [_clip(v, limit) for v in np.asarray(z, dtype=np.float32).ravel()]
+    for k, v in zip(keys, zc, strict=True):
+        st.session_state[k] = v
+    state.set_current_z(np.array(zc, dtype=np.float32))
 
 
-def take_z(keys: Sequence[str], dim: int) -> np.ndarray:
+def take_z(keys: Sequence[str], dim: int, limit: float = LIMIT) -> np.ndarray:
     """The z to show now: a pending request wins, else the sliders, else the stored z, else 0."""
     pending = state.pop_z(dim)
     if pending is not None:
-        set_z(keys, pending)
+        set_z(keys, pending, limit)
     base = state.current_z(dim)
     base = np.zeros(dim, np.float32) if base is None else base
     z = np.array(
-        [st.session_state.get(k, _clip(base[d])) for d, k in enumerate(keys)], dtype=np.float32
+        [_clip(st.session_state.get(k, base[d]), limit) for d, k in enumerate(keys)],
+        dtype=np.float32,
     )
     state.set_current_z(z)
     return z
@@ -69,6 +78,7 @@ def draw(
     show_all: bool = False,
     ncols: int = 2,
     top: int = TOP,
+    limit: float = LIMIT,
 ) -> list[int]:
     """Draw the sliders (top `top` dims by KL unless `show_all`); returns the dims drawn."""
     kl = np.asarray(kl_per_dim, dtype=np.float32)
@@ -81,11 +91,11 @@ def draw(
         collapsed = kl[d] < COLLAPSED_KL
         label = f"z{d} · KL {kl[d]:.2f}" + (" · collapsed" if collapsed else "")
         if keys[d] not in st.session_state:
-            st.session_state[keys[d]] = _clip(0.0 if z is None else z[d])
+            st.session_state[keys[d]] = _clip(0.0 if z is None else z[d], limit)
         cols[i % ncols].slider(
             label,
-            -LIMIT,
-            LIMIT,
+            -limit,
+            limit,
             step=STEP,
             key=keys[d],
             format="%.2f",

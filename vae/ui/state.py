@@ -110,7 +110,7 @@ def peek_z(dim: int) -> np.ndarray:
     z = st.session_state.get(_PENDING_Z)
     if z is None or z.size != dim:
         z = current_z(dim)
-    return np.zeros(dim, np.float32) if z is None else np.clip(z, -3.0, 3.0)
+    return np.zeros(dim, np.float32) if z is None else z
 
 
 def current_z(dim: int) -> np.ndarray | None:
