@@ -205,7 +205,12 @@ def train(
     # --- model and optimiser ------------------------------------------------------------------
     torch.manual_seed(cfg.seed)
     model = VAE(model_cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=device.type in ("cpu", "cuda"),  # one kernel for all parameters
+    )
     step, start_epoch, batch_in_epoch = 0, 0, 0
     acc = {"loss": 0.0, "elbo": 0.0, "recon": 0.0, "kl": 0.0, "n": 0}
     wall_before = 0.0
