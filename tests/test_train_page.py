@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from vae import jobs
+from vae.ui import models
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -126,7 +127,8 @@ def test_a_job_runs_to_the_end_and_opens_in_explore(dirs):
     assert any(c.key == "curves_page-run" for c in at.get("plotly_chart"))
     assert any(c.key == "klmap_page-run" for c in at.get("plotly_chart"))
     assert any(c.key == "live_map_page-run" for c in at.get("plotly_chart"))
-    assert at.sidebar.selectbox(key="model").options[-1].startswith("run · page-run")
+    picker = at.sidebar.selectbox(key="model")
+    assert picker.options[-1].startswith(f"{models.SOURCES['run']}: page-run")
     next(b for b in at.button if b.label == "Explore this model").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.title[0].value == "Explore the latent space"

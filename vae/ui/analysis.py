@@ -41,7 +41,7 @@ def stored_metrics(run: Run) -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner="Measuring latent activity…", max_entries=16)
-def _active(path: str, _stamp: tuple[int, int]) -> tuple[int, np.ndarray]:
+def _active(path: str, version: tuple[int, int]) -> tuple[int, np.ndarray]:
     from vae.metrics import active_units as _au
 
     run = models.load(Path(path))
@@ -87,7 +87,7 @@ def iwae_nll(
 
 
 @st.cache_data(show_spinner="Computing mutual information…", max_entries=16)
-def _mig(path: str, _stamp: tuple[int, int], n: int, _table: LatentTable) -> dict[str, Any]:
+def _mig(path: str, version: tuple[int, int], n: int, _table: LatentTable) -> dict[str, Any]:
     from vae.metrics import mig as _m
 
     ds = data.load(models.load(Path(path)))
@@ -102,7 +102,7 @@ def mig(run: Run, table: LatentTable) -> dict[str, Any] | None:
 
 
 @st.cache_data(show_spinner="Scoring normal and unusual images…", max_entries=16)
-def _ood(path: str, _stamp: tuple[int, int], n: int, seed: int) -> dict[str, np.ndarray]:
+def _ood(path: str, version: tuple[int, int], n: int, seed: int) -> dict[str, np.ndarray]:
     from vae.anomaly import ood_sets
     from vae.metrics import per_image_elbo
 

@@ -199,7 +199,7 @@ def add_path(fig: go.Figure, xy: np.ndarray, name: str = "path") -> go.Figure:
     """A numbered path (S, 2) with a start (A) and an end (B) marker on a latent map."""
     p = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
     fig.add_trace(
-        go.Scatter(
+        go.Scattergl(
             x=p[:, 0],
             y=p[:, 1],
             mode="lines+markers",
@@ -211,14 +211,14 @@ def add_path(fig: go.Figure, xy: np.ndarray, name: str = "path") -> go.Figure:
         )
     )
     fig.add_trace(
-        go.Scatter(
+        go.Scattergl(
             x=p[[0, -1], 0],
             y=p[[0, -1], 1],
             mode="markers+text",
             name="endpoints",
             text=["A", "B"],
             textposition="top center",
-            textfont=dict(size=18, color=PATH_COLOR, weight="bold", shadow="auto"),
+            textfont=dict(size=18, color=PATH_COLOR, weight="bold"),
             marker=dict(size=15, symbol="star", color=MARKER_COLOR, line=dict(color="white")),
             hoverinfo="skip",
         )
@@ -232,7 +232,7 @@ def add_points(
     """Extra markers (M, 2) on a latent map, e.g. prior samples or holes."""
     p = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
     fig.add_trace(
-        go.Scatter(
+        go.Scattergl(
             x=p[:, 0],
             y=p[:, 1],
             mode="markers",

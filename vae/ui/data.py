@@ -7,6 +7,7 @@ dataset_panel(run)                   # sidebar: available? download button with 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,21 +100,30 @@ def dataset_panel(run: Run) -> None:
         return
     st.sidebar.warning(f"Dataset **{name}** is not available. {s.get('message', '')}")
     if s.get("downloadable") and st.sidebar.button(f"Download {name}", key=f"dl_{name}"):
-        from vae.data.status import download
+        download_with_progress(name, data_dir, st.sidebar, on_done=_load.clear)
 
-        bar = st.sidebar.progress(0.0, text=f"Downloading {name}…")
 
-        def progress(done: int, total: int | None) -> None:
-            frac = min(1.0, done / total) if total else 0.0
-            mb = f"{done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else "")
-            bar.progress(frac, text=f"Downloading {name}: {mb}")
+def download_with_progress(
+    name: str, data_dir: str | None, where: Any = st, on_done: Callable[[], None] | None = None
+) -> None:
+    """Fetch a dataset with a progress bar in `where` (st or st.sidebar), then `on_done` (to
+    clear the caches that said it was missing) and rerun."""
+    from vae.data.status import download
 
-        try:
-            download(name, data_dir, progress=progress)
-        except DatasetError as e:
-            bar.empty()
-            st.sidebar.error(f"Download failed: {e}")
-            return
+    bar = where.progress(0.0, text=f"Downloading {name}…")
+
+    def progress(done: int, total: int | None) -> None:
+        frac = min(1.0, done / total) if total else 0.0
+        mb = f"{done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else "")
+        bar.progress(frac, text=f"Downloading {name}: {mb}")
+
+    try:
+        download(name, data_dir, progress=progress)
+    except DatasetError as e:
         bar.empty()
-        _load.clear()
-        st.rerun()
+        where.error(f"Download failed: {e}")
+        return
+    bar.empty()
+    if on_done:
+        on_done()
+    st.rerun()

@@ -34,10 +34,9 @@ from vae.checkpoint import (
 from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.data import DATASETS, DatasetError, load_dataset
 from vae.data.status import dataset_status as data_status
-from vae.data.status import download
 from vae.device import list_devices
 from vae.train import STEPS_FILE
-from vae.ui import images, plots, state
+from vae.ui import data, images, plots, state
 
 STATE_BADGE = {  # state -> (label, material icon, colour)
     "starting": ("starting", ":material/hourglass_top:", "blue"),
@@ -118,25 +117,6 @@ def dataset_status(name: str, data_dir: str | None) -> dict[str, Any]:
         return {"available": False, "downloadable": False, "message": str(e)}
 
 
-def _download(name: str, data_dir: str | None) -> None:
-    bar = st.progress(0.0, text=f"Downloading {name}…")
-
-    def progress(done: int, total: int | None) -> None:
-        frac = min(1.0, done / total) if total else 0.0
-        mb = f"{done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else "")
-        bar.progress(frac, text=f"Downloading {name}: {mb}")
-
-    try:
-        download(name, data_dir, progress=progress)
-    except DatasetError as e:
-        bar.empty()
-        st.error(f"Download failed: {e}")
-        return
-    bar.empty()
-    probe.clear()
-    st.rerun()
-
-
 def device_options() -> list[Any]:
     return list_devices()
 
@@ -194,7 +174,7 @@ def form() -> dict[str, Any]:
             if status.get("downloadable") and st.button(
                 f"Download {v['dataset']}", icon=":material/download:", key="tr_download"
             ):
-                _download(v["dataset"], v["data_dir"])
+                data.download_with_progress(v["dataset"], v["data_dir"], on_done=probe.clear)
         st.markdown("**Objective**")
         v["beta"] = st.number_input(
             "β (weight of the KL term)", 0.0, 100.0, 1.0, step=0.5, key="tr_beta",
@@ -494,12 +474,12 @@ def preview(path: str, stamp: tuple[int, int]) -> Preview:
     samples_img = images.grid(list(samples), ncol=4)
     train = run.meta.get("train") or {}
     try:
-        data = _test_images(
+        test_set = _test_images(
             str(train.get("dataset")), train.get("data_dir"), train.get("image_size")
         )
     except DatasetError:
         return Preview(samples_img, None, None, None, [], ("", ""))
-    x = data["x"]  # (N, C, H, W)
+    x = test_set["x"]  # (N, C, H, W)
     with torch.no_grad():
         rec = run.model.reconstruct(x[:8]).numpy()  # (8, C, H, W)
         mean = run.model.encode(x).mean.numpy()  # (N, D)
@@ -511,8 +491,9 @@ def preview(path: str, stamp: tuple[int, int]) -> Preview:
         from sklearn.decomposition import PCA
 
         xy, axes = PCA(2, random_state=0).fit_transform(mean), ("PC 1", "PC 2")
-    labels = None if data["y"] is None else data["y"].numpy()
-    return Preview(samples_img, recon_img, xy.astype(np.float32), labels, data["label_names"], axes)
+    labels = None if test_set["y"] is None else test_set["y"].numpy()
+    names = test_set["label_names"]
+    return Preview(samples_img, recon_img, xy.astype(np.float32), labels, names, axes)
 
 
 def weights_stamp(run_dir: Path) -> tuple[int, int] | None:
