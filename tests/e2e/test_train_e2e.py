@@ -49,7 +49,8 @@ def test_train_watch_stop_then_finish_and_explore(page, app_url, app_dirs):
 
     # a long job: the live view polls, then Stop ends it with a checkpoint
     start_job(page, "e2e-long", epochs=400)
-    page.get_by_text("KL per latent dimension").wait_for(timeout=30_000)  # after epoch 1
+    # .first: while the fragment redraws, the old and the new chart can both be in the page
+    page.get_by_text("KL per latent dimension").first.wait_for(timeout=30_000)  # after epoch 1
     page.wait_for_selector('img[alt="training samples"]', timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "train-running.png"))
     no_exception(page)
