@@ -34,16 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (one list of browser flags)
+
 DECODED = 'img[alt="decoded z"]'
 
 WATCH_JS = """() => {
@@ -169,7 +161,7 @@ def main() -> int:
     p.add_argument("--presses", type=int, default=15)
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = p.parse_args()
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         print(f"needs Chromium at {CHROMIUM}", file=sys.stderr)
         return 2
     from playwright.sync_api import sync_playwright
@@ -194,7 +186,9 @@ def main() -> int:
     out: dict[str, object] = {"model": str(model), "load_average": load[0]}
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            browser = pw.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
             s_empty, *_ = cold_start(browser, "app.py", env, tmp / "app-cold.log")
             s_warm, proc, page, _ = cold_start(
                 browser, "app.py", env, tmp / "app-warm.log", keep=True

@@ -259,7 +259,7 @@ def train(
         (run_dir / STOP_FILE).unlink(missing_ok=True)
     status = StatusWriter(run_dir, is_main, cfg.epochs, total_steps)
 
-    def checkpoint(epoch: int, b_in_epoch: int, wall: float, extra: dict[str, Any]) -> None:
+    def checkpoint(epoch: int, b_in_epoch: int, wall: float) -> None:
         if not is_main:
             return
         save_model(run_dir, model, dataset=dataset_info, train=cfg.to_dict(), command=command)
@@ -271,12 +271,11 @@ def train(
             "batch_in_epoch": b_in_epoch,
             "epoch_acc": acc,
             "wall_s": wall,
-            **extra,
         }
         save_train_state(run_dir, opt, tensors, meta)
 
     if is_main and not resume:
-        checkpoint(0, 0, 0.0, {})  # a valid run folder from the first second
+        checkpoint(0, 0, 0.0)  # a valid run folder from the first second
     t_start = time.perf_counter()
     train_time = 0.0
     samples = 0
@@ -375,11 +374,11 @@ def train(
             epoch += 1
             batch_in_epoch = 0
             acc = {"loss": 0.0, "elbo": 0.0, "recon": 0.0, "kl": 0.0, "n": 0}
-            checkpoint(epoch, 0, wall_before + time.perf_counter() - t_start, {})
+            checkpoint(epoch, 0, wall_before + time.perf_counter() - t_start)
             if on_epoch and is_main:
                 on_epoch(EpochInfo(epoch, step, record))
         if result_state == "stopped":
-            checkpoint(epoch, batch_in_epoch, wall_before + time.perf_counter() - t_start, {})
+            checkpoint(epoch, batch_in_epoch, wall_before + time.perf_counter() - t_start)
         wall = wall_before + time.perf_counter() - t_start
         metrics = {
             "state": result_state,
