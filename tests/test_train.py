@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from vae import ModelConfig, TrainConfig, load_run
 from vae.checkpoint import read_jsonl
+from vae.config import ConfigError
 from vae.train import STOP_FILE, TrainingError, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +116,26 @@ def test_cli_trains_and_records_its_command(tmp_path):
     meta = json.loads((out / "config.json").read_text())
     assert meta["command"].startswith("python -m vae.train --dataset digits")
     assert meta["model"]["latent_dim"] == 3
+
+
+@pytest.mark.slow
+def test_iwae_training_and_resuming_an_elbo_run_on_the_iwae_bound(tmp_path):
+    with pytest.raises(ConfigError, match="free bits"):
+        cfg(iw_samples=5, free_bits=0.5)
+    out = tmp_path / "run"
+    p = _cli("--dataset", "digits", "--epochs", "1", "--latent-dim", "3", "--hidden", "16",
+             "--out", str(out), "--no-progress")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    p = _cli("--resume", str(out), "--epochs", "3", "--iw-samples", "5", "--no-progress")
+    assert p.returncode == 0, p.stderr
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["train"]["iw_samples"] == 5 and "--iw-samples 5" in meta["command"]
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert len(rows) == 3
+    assert rows[0]["train_loss"] == pytest.approx(-rows[0]["train_elbo"])  # ELBO epoch
+    for r in rows[1:]:  # IWAE epochs: the loss is the k = 5 bound, tighter than the ELBO
+        assert r["train_loss"] < -r["train_elbo"]
+    assert rows[2]["train_loss"] < rows[1]["train_loss"]
 
 
 @pytest.mark.slow

@@ -86,6 +86,7 @@ class TrainConfig:
     beta: float = 1.0
     warmup_steps: int = 0
     free_bits: float = 0.0
+    iw_samples: int = 1  # k > 1: train on the IWAE bound (Burda et al. 2015) instead of the ELBO
     binarize: bool | None = None  # None: auto (bernoulli likelihood on binary-like data)
     seed: int = 0
     device: str = "auto"
@@ -105,6 +106,10 @@ class TrainConfig:
             raise ConfigError("beta must be >= 0")
         if self.warmup_steps < 0 or self.free_bits < 0:
             raise ConfigError("warmup_steps and free_bits must be >= 0")
+        if not 1 <= self.iw_samples <= 5000:
+            raise ConfigError(f"iw_samples must be in 1..5000, got {self.iw_samples}")
+        if self.iw_samples > 1 and self.free_bits > 0:
+            raise ConfigError("free bits apply to the ELBO only; use iw_samples = 1 with them")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

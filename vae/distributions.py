@@ -18,12 +18,18 @@ class DiagonalGaussian:
         self.std = torch.exp(0.5 * self.logvar)
         self.var = torch.exp(self.logvar)
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised sample z = mean + std * eps (Kingma & Welling 2013, Sec. 2.4)."""
+    def sample(
+        self, generator: torch.Generator | None = None, n: int | None = None
+    ) -> torch.Tensor:
+        """Reparameterised sample z = mean + std * eps (Kingma & Welling 2013, Sec. 2.4).
+
+        (B, D), or (n, B, D) with `n` independent samples per posterior.
+        """
+        shape = self.mean.shape if n is None else (n, *self.mean.shape)
         eps = torch.randn(
-            self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
+            shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype
         )
-        return self.mean + self.std * eps  # (B, D)
+        return self.mean + self.std * eps  # (B, D) or (n, B, D)
 
     def mode(self) -> torch.Tensor:
         return self.mean

@@ -143,12 +143,19 @@ class VAE(nn.Module):
         return ll.flatten(-3).sum(-1)
 
     def forward(
-        self, x: torch.Tensor, generator: torch.Generator | None = None
+        self, x: torch.Tensor, generator: torch.Generator | None = None, samples: int = 1
     ) -> tuple[torch.Tensor, DiagonalGaussian, torch.Tensor]:
-        """Returns (decoder params, posterior, z)."""
+        """Returns (decoder params, posterior, z).
+
+        With `samples` = k > 1, z is (k, B, D) and the params are (k, B, C, H, W).
+        """
         q = self.encode(x)
-        z = q.sample(generator)  # (B, D)
-        return self.decode_params(z), q, z
+        if samples == 1:
+            z = q.sample(generator)  # (B, D)
+            return self.decode_params(z), q, z
+        z = q.sample(generator, n=samples)  # (k, B, D)
+        params = self.decode_params(z.flatten(0, 1))  # (k*B, C, H, W)
+        return params.view(samples, *x.shape[:1], *params.shape[1:]), q, z
 
     # --- explorer verbs (deterministic, no grad) ---------------------------------------------
     @torch.no_grad()

@@ -50,6 +50,33 @@ def elbo(
     )
 
 
+def iwae_objective(
+    model: VAE,
+    x: torch.Tensor,
+    k: int,
+    beta: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> ELBOTerms:
+    """Train on the k-sample importance-weighted bound (Burda et al. 2015, Eq. 8):
+
+        L_k = E[log (1/k) Σ_i w_i],   log w_i = log p(x|z_i) + β (log p(z_i) - log q(z_i|x)).
+
+    With β = 1 this is the IWAE bound; β < 1 (KL warm-up) down-weights the prior term as in the
+    ELBO. `loss` is -L_k; `elbo`, `recon` and `kl` are the usual single-sample terms, averaged
+    over the k samples, so they stay comparable with ELBO training.
+    """
+    params, q, z = model(x, generator, samples=k)  # (k, B, C, H, W), q, (k, B, D)
+    ll = unwrap(model).log_likelihood(params.float(), x.float())  # (k, B)
+    log_ratio = standard_normal_log_prob(z.float()) - q.log_prob(z).float()  # (k, B)
+    bound = torch.logsumexp(ll + beta * log_ratio, 0) - math.log(k)  # (B,)
+    kl_d = q.kl_per_dim().float()  # (B, D)
+    recon = -ll.mean()
+    kl = kl_d.sum(-1).mean()
+    return ELBOTerms(
+        loss=-bound.mean(), elbo=-(recon + kl), recon=recon, kl=kl, kl_per_dim=kl_d.mean(0)
+    )
+
+
 @torch.no_grad()
 def iwae(
     model: VAE,

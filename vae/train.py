@@ -41,7 +41,7 @@ from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.data import DatasetError, load_dataset
 from vae.device import resolve_device
 from vae.model import VAE
-from vae.objectives import dynamic_binarize, elbo
+from vae.objectives import dynamic_binarize, elbo, iwae_objective
 
 STATUS_FILE = "status.json"
 STEPS_FILE = "steps.jsonl"
@@ -304,7 +304,10 @@ def train(
                     xb = dynamic_binarize(xb, g)
                 beta = beta_at(step, cfg)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    terms = elbo(fwd, xb, beta=beta, free_bits=cfg.free_bits, generator=g)
+                    if cfg.iw_samples > 1:
+                        terms = iwae_objective(fwd, xb, cfg.iw_samples, beta=beta, generator=g)
+                    else:
+                        terms = elbo(fwd, xb, beta=beta, free_bits=cfg.free_bits, generator=g)
                 opt.zero_grad(set_to_none=True)
                 terms.loss.backward()
                 if cfg.grad_clip > 0:
@@ -470,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--warmup-steps", type=int, default=0, help="KL warm-up length in steps")
     p.add_argument("--free-bits", type=float, default=0.0, help="nats per latent dimension")
+    p.add_argument(
+        "--iw-samples",
+        type=int,
+        default=1,
+        help="k > 1: train on the k-sample IWAE bound (Burda et al. 2015) instead of the ELBO",
+    )
     p.add_argument("--binarize", choices=["auto", "yes", "no"], default="auto")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
@@ -498,6 +507,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
         tc["epochs"] = args.epochs if _given("--epochs") else tc["epochs"]
         if _given("--lr"):
             tc["lr"] = args.lr
+        if _given("--iw-samples"):  # e.g. fine-tune an ELBO-trained run on the IWAE bound
+            tc["iw_samples"] = args.iw_samples
         if _given("--device"):
             tc["device"] = args.device
         out = Path(args.out) if args.out else run
@@ -531,6 +542,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
         beta=args.beta,
         warmup_steps=args.warmup_steps,
         free_bits=args.free_bits,
+        iw_samples=args.iw_samples,
         binarize={"auto": None, "yes": True, "no": False}[args.binarize],
         seed=args.seed,
         device=args.device,
