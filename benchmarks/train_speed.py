@@ -2,8 +2,9 @@
 
     VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py [--threads 2] [--repeats 1]
 
-The baseline is the usual torchvision-style pipeline: a Dataset whose __getitem__ turns one uint8
-array into a PIL image and then into a float tensor (what ToTensor does), batched by a DataLoader.
+The baseline is the usual torchvision-style pipeline: a Dataset that does what torchvision's
+MNIST.__getitem__ and ToTensor do (one uint8 image -> PIL image -> float tensor), batched by a
+DataLoader.
 Our trainer keeps the whole dataset as one tensor and slices shuffled indices. Both use the same
 model, objective (dynamic binarization + ELBO), optimiser and thread count, measured in this run.
 Target: ours / baseline <= 0.4.
@@ -33,21 +34,28 @@ CFG = ModelConfig(image_shape=(1, 28, 28), arch="mlp", hidden=(400,), latent_dim
 
 
 class PerItemMNIST(Dataset):
-    """torchvision.datasets.MNIST + transforms.ToTensor(), without torchvision."""
+    """torchvision.datasets.MNIST with transforms.ToTensor(), step for step, without torchvision.
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self.images, self.labels = images, labels  # (N, 28, 28) uint8, (N,)
+    Like torchvision, it holds the images as one uint8 tensor and the labels as an int64 tensor;
+    __getitem__ is MNIST.__getitem__ followed by functional.to_tensor on the PIL image.
+    """
+
+    def __init__(self, data: torch.Tensor, targets: torch.Tensor) -> None:
+        self.data, self.targets = data, targets  # (N, 28, 28) uint8, (N,) int64
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.data)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img = Image.fromarray(self.images[i], mode="L")
-        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).unsqueeze(0)  # (1, H, W)
-        return x, int(self.labels[i])
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        img, target = self.data[index], int(self.targets[index])
+        img = Image.fromarray(img.numpy(), mode="L")  # MNIST.__getitem__
+        x = torch.from_numpy(np.array(img, np.uint8, copy=True))  # to_tensor(pic) from here on
+        x = x.view(img.size[1], img.size[0], len(img.getbands()))
+        x = x.permute((2, 0, 1)).contiguous()
+        return x.to(dtype=torch.get_default_dtype()).div(255), target  # (1, H, W)
 
 
-def baseline_epoch(images: np.ndarray, labels: np.ndarray, seed: int) -> float:
+def baseline_epoch(images: torch.Tensor, labels: torch.Tensor, seed: int) -> float:
     torch.manual_seed(seed)
     model = VAE(CFG)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0, fused=True)
@@ -77,8 +85,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ds = load_dataset("mnist", "train")
-    images = (ds.x[:, 0] * 255).round().to(torch.uint8).numpy()
-    labels = ds.y.numpy()
+    images = (ds.x[:, 0] * 255).round().to(torch.uint8)  # (N, 28, 28), as in the IDX file
+    labels = ds.y.long()
     ours, base = [], []
     for r in range(args.repeats):  # interleaved, so drift in machine load hits both alike
         base.append(baseline_epoch(images, labels, seed=r))
