@@ -169,3 +169,16 @@ def test_iwae_objective_is_the_iwae_bound_with_gradients(sharp: tuple[VAE, torch
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     model.zero_grad(set_to_none=True)
+
+
+def test_iwae_nll_of_a_conv_model_matches_contiguous_weights_and_restores_them() -> None:
+    from vae.objectives import iwae
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(image_shape=(1, 16, 16), arch="conv", hidden=(8, 16), dense=0, latent_dim=3)
+    model = VAE(cfg).eval()
+    x = torch.rand(6, 1, 16, 16)
+    nll = iwae_nll(model, x, k=20, batch_size=6, seed=4)  # runs channels-last on CPU
+    assert all(p.is_contiguous() for p in model.parameters())  # and gives the weights back
+    ref = -iwae(model, x, k=20, chunk=20, generator=torch.Generator().manual_seed(4)).mean()
+    assert nll == pytest.approx(ref.item(), abs=1e-3)

@@ -102,15 +102,23 @@ def iwae_nll(
     pixels = int(np.prod(x.shape[1:]))
     # Samples decoded at once per chunk: keep each chunk's (chunk * batch, C, H, W) under ~64 MB.
     chunk = max(1, min(k, (16 * 1024 * 1024) // max(1, batch_size * pixels)))
+    # oneDNN's CPU (transposed) convolutions run ~1.5x faster on channels-last weights.
+    channels_last = dev.type == "cpu" and model.config.arch == "conv"
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     total = 0.0
-    for i in range(0, n, batch_size):
-        xb = x[i : i + batch_size].to(dev)
-        if binarize:
-            xb = dynamic_binarize(xb, gen)
-        bound = iwae(model, xb, k=k, chunk=chunk, generator=gen)  # (b,)
-        total -= bound.double().sum().item()
-        if progress is not None:
-            progress(min(i + batch_size, n), n)
+    try:
+        for i in range(0, n, batch_size):
+            xb = x[i : i + batch_size].to(dev)
+            if binarize:
+                xb = dynamic_binarize(xb, gen)
+            bound = iwae(model, xb, k=k, chunk=chunk, generator=gen)  # (b,)
+            total -= bound.double().sum().item()
+            if progress is not None:
+                progress(min(i + batch_size, n), n)
+    finally:
+        if channels_last:
+            model.to(memory_format=torch.contiguous_format)
     return total / max(1, n)
 
 
