@@ -28,15 +28,21 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (one list of browser flags)
+from tests.e2e.conftest import (  # noqa: E402  (one list of browser flags, one health check)
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    stop_app,
+    wait_healthy,
+)
+from tests.e2e.helpers import free_port  # noqa: E402
 
 DECODED = 'img[alt="decoded z"]'
+SLIDER = '[data-testid="stSlider"]'
 
 WATCH_JS = """() => {
     window.__lat = {key: null, change: null, paint: null};
@@ -58,14 +64,6 @@ WATCH_JS = """() => {
 }"""
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(script: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
     cmd = [
         sys.executable, "-m", "streamlit", "run", script,
@@ -74,28 +72,6 @@ def launch(script: str, port: int, env: dict[str, str], log: Path) -> subprocess
         "--server.fileWatcherType", "none",
     ]  # fmt: skip
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-
-def wait_health(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError("streamlit did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def wait_idle(page) -> None:
@@ -111,13 +87,13 @@ def cold_start(browser, script: str, env: dict[str, str], log: Path, keep: bool 
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     t0 = time.perf_counter()
     proc = launch(script, port, env, log)
-    wait_health(url, proc)
+    wait_healthy(url, proc, poll=0.05)  # fine polling: this wait is part of the timed start
     page.goto(url)
     page.wait_for_selector(DECODED, timeout=180_000)
     seconds = time.perf_counter() - t0
     if not keep:
         page.close()
-        stop(proc)
+        stop_app(proc)
         return seconds, None, None, url
     return seconds, proc, page, url
 
@@ -139,6 +115,15 @@ def slider_latency(page, slider_selector: str, presses: int) -> dict[str, list[f
         wait_idle(page)
         page.wait_for_timeout(250)
     return {"change_ms": change, "paint_ms": paint}
+
+
+def warm_latency(browser, script: str, env: dict[str, str], log: Path, slider: str, presses: int):
+    """Start `script` (timed as a cold start), then measure its slider latency; stops the app."""
+    seconds, proc, page, _ = cold_start(browser, script, env, log, keep=True)
+    try:
+        return seconds, slider_latency(page, slider, presses)
+    finally:
+        stop_app(proc)
 
 
 def summary(xs: list[float]) -> str:
@@ -190,30 +175,21 @@ def main() -> int:
                 executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
             )
             s_empty, *_ = cold_start(browser, "app.py", env, tmp / "app-cold.log")
-            s_warm, proc, page, _ = cold_start(
-                browser, "app.py", env, tmp / "app-warm.log", keep=True
+            s_warm, app_lat = warm_latency(
+                browser,
+                "app.py",
+                env,
+                tmp / "app-warm.log",
+                '[data-testid="stSlider"]:has-text("· KL")',
+                args.presses,
             )
-            try:
-                app_lat = slider_latency(
-                    page, '[data-testid="stSlider"]:has-text("· KL")', args.presses
-                )
-            finally:
-                stop(proc)
             n_empty, *_ = cold_start(browser, "benchmarks/naive_app.py", env, tmp / "naive1.log")
-            n_warm, proc, page, _ = cold_start(
-                browser, "benchmarks/naive_app.py", env, tmp / "naive2.log", keep=True
+            n_warm, naive_lat = warm_latency(
+                browser, "benchmarks/naive_app.py", env, tmp / "naive2.log", SLIDER, args.presses
             )
-            try:
-                naive_lat = slider_latency(page, '[data-testid="stSlider"]', args.presses)
-            finally:
-                stop(proc)
-            f_cold, proc, page, _ = cold_start(
-                browser, "benchmarks/floor_app.py", env, tmp / "floor.log", keep=True
+            f_cold, floor_lat = warm_latency(
+                browser, "benchmarks/floor_app.py", env, tmp / "floor.log", SLIDER, args.presses
             )
-            try:
-                floor_lat = slider_latency(page, '[data-testid="stSlider"]', args.presses)
-            finally:
-                stop(proc)
             browser.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -78,7 +78,9 @@ def start_app(env_dirs: dict[str, Path], port: int, script: str = "app.py") -> s
     )  # fmt: skip
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def wait_healthy(
+    url: str, proc: subprocess.Popen, timeout: float = 60.0, poll: float = 0.2
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -88,7 +90,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
                 if r.status == 200:
                     return
         except OSError:
-            time.sleep(0.2)
+            time.sleep(poll)
     raise TimeoutError(f"streamlit did not answer on {url} within {timeout:.0f} s")
 
 
