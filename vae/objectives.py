@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vae.distributions import standard_normal_log_prob
+from vae.distributions import DiagonalGaussian, standard_normal_log_prob
 from vae.model import VAE, unwrap
 
 
@@ -50,6 +50,11 @@ def elbo(
     )
 
 
+def _log_prior_ratio(z: torch.Tensor, q: DiagonalGaussian) -> torch.Tensor:
+    """log p(z) - log q(z|x) for samples z of shape (k, B, D); returns (k, B)."""
+    return standard_normal_log_prob(z.float()) - q.log_prob(z).float()
+
+
 def iwae_objective(
     model: VAE,
     x: torch.Tensor,
@@ -67,8 +72,7 @@ def iwae_objective(
     """
     params, q, z = model(x, generator, samples=k)  # (k, B, C, H, W), q, (k, B, D)
     ll = unwrap(model).log_likelihood(params.float(), x.float())  # (k, B)
-    log_ratio = standard_normal_log_prob(z.float()) - q.log_prob(z).float()  # (k, B)
-    bound = torch.logsumexp(ll + beta * log_ratio, 0) - math.log(k)  # (B,)
+    bound = torch.logsumexp(ll + beta * _log_prior_ratio(z, q), 0) - math.log(k)  # (B,)
     kl_d = q.kl_per_dim().float()  # (B, D)
     recon = -ll.mean()
     kl = kl_d.sum(-1).mean()
@@ -95,15 +99,10 @@ def iwae(
     done = 0
     while done < k:
         n = min(chunk, k - done)
-        eps = torch.randn((n, *q.mean.shape), generator=generator, device=x.device)
-        z = q.mean + q.std * eps  # (n, B, D)
+        z = q.sample(generator, n=n)  # (n, B, D)
         params = model.decode_params(z.flatten(0, 1)).float()  # (n*B, C, H, W)
         params = params.view(n, x.shape[0], *params.shape[1:])  # (n, B, C, H, W)
-        log_w = (
-            model.log_likelihood(params, x.float())
-            + standard_normal_log_prob(z.float())
-            - q.log_prob(z).float()
-        )  # (n, B)
+        log_w = model.log_likelihood(params, x.float()) + _log_prior_ratio(z, q)  # (n, B)
         lse = torch.logaddexp(lse, torch.logsumexp(log_w, 0))
         done += n
     return lse - math.log(k)
