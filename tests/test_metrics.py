@@ -16,8 +16,9 @@ from vae.metrics import (
     mig,
     mutual_info_matrix,
     per_image_elbo,
+    score_images,
 )
-from vae.model import VAE
+from vae.model import VAE, cpu_inference_layout
 
 
 def _digits(n: int = 256) -> torch.Tensor:
@@ -182,3 +183,51 @@ def test_iwae_nll_of_a_conv_model_matches_contiguous_weights_and_restores_them()
     assert all(p.is_contiguous() for p in model.parameters())  # and gives the weights back
     ref = -iwae(model, x, k=20, chunk=20, generator=torch.Generator().manual_seed(4)).mean()
     assert nll == pytest.approx(ref.item(), abs=1e-3)
+
+
+def _tiny_conv(seed: int = 0) -> VAE:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(image_shape=(1, 16, 16), arch="conv", hidden=(8, 16), dense=0, latent_dim=3)
+    return VAE(cfg).eval()
+
+
+def test_cpu_inference_layout_is_counted_and_restores_contiguous_weights(tmp_path) -> None:
+    from vae.checkpoint import load_run, save_model
+
+    model = _tiny_conv()
+    conv = model.encoder.body[2].weight
+    x = torch.rand(5, 1, 16, 16)
+    with torch.no_grad():
+        ref = model.decode(model.encode(x).mean)
+    with cpu_inference_layout(model):
+        assert model.encoder.body[2].weight.is_contiguous(memory_format=torch.channels_last)
+        assert not model.encoder.body[2].weight.is_contiguous()
+        with cpu_inference_layout(model):  # a second user (nested, or another session)
+            pass
+        assert not model.encoder.body[2].weight.is_contiguous()  # still in use: not restored
+        with torch.no_grad():
+            out = model.decode(model.encode(x).mean)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert all(p.is_contiguous() for p in model.parameters())
+    assert model.encoder.body[2].weight is conv  # the same Parameter objects throughout
+    save_model(tmp_path / "run", model, dataset={"name": "npz"})  # safetensors needs contiguous
+    assert torch.equal(load_run(tmp_path / "run").model.encoder.body[2].weight, conv)
+    mlp = _tiny()
+    with cpu_inference_layout(mlp):  # nothing to do for MLPs
+        assert all(p.is_contiguous() for p in mlp.parameters())
+
+
+@pytest.mark.parametrize("make", [_tiny, _tiny_conv], ids=["mlp", "conv"])
+def test_score_images_is_one_pass_of_encode_dataset_and_per_image_elbo(make) -> None:
+    model = make()
+    x = _digits(70) if model.config.arch == "mlp" else torch.rand(70, 1, 16, 16)
+    s = score_images(model, x, batch_size=32, seed=5)
+    mean, logvar = encode_dataset(model, x, batch_size=32)
+    assert s.mean.shape == s.logvar.shape == (70, model.config.latent_dim)
+    assert torch.allclose(s.mean, mean, atol=1e-6) and torch.allclose(s.logvar, logvar, atol=1e-6)
+    assert torch.equal(s.elbo, per_image_elbo(model, x, batch_size=32, seed=5))
+    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(1)  # K&W 2013, App. B
+    assert torch.allclose(s.kl, kl, atol=1e-5) and torch.all(s.kl >= 0)
+    assert torch.all(s.elbo <= -s.kl + 1e-4)  # a Bernoulli log-likelihood is <= 0
+    empty = score_images(model, x[:0])
+    assert empty.mean.shape == (0, model.config.latent_dim) and empty.elbo.shape == (0,)

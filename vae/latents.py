@@ -13,7 +13,7 @@ import torch
 
 from vae.checkpoint import Run
 from vae.data import DatasetError, ImageDataset, load_dataset
-from vae.model import VAE
+from vae.model import VAE, cpu_inference_layout
 
 
 def _device(model: VAE) -> torch.device:
@@ -22,15 +22,16 @@ def _device(model: VAE) -> torch.device:
 
 @torch.no_grad()
 def encode_dataset(
-    model: VAE, x: torch.Tensor, batch_size: int = 1024
+    model: VAE, x: torch.Tensor, batch_size: int = 512
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior parameters of every image: (mean (N, D), logvar (N, D)), CPU float32."""
     dev = _device(model)
     means, logvars = [], []
-    for i in range(0, x.shape[0], batch_size):
-        q = model.encode(x[i : i + batch_size].to(dev, non_blocking=True))
-        means.append(q.mean.float().cpu())  # (b, D)
-        logvars.append(q.logvar.float().cpu())  # (b, D)
+    with cpu_inference_layout(model):
+        for i in range(0, x.shape[0], batch_size):
+            q = model.encode(x[i : i + batch_size].to(dev, non_blocking=True))
+            means.append(q.mean.float().cpu())  # (b, D)
+            logvars.append(q.logvar.float().cpu())  # (b, D)
     if not means:
         d = model.config.latent_dim
         return torch.zeros(0, d), torch.zeros(0, d)

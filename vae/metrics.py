@@ -10,13 +10,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from vae.distributions import DiagonalGaussian
 from vae.latents import encode_dataset
-from vae.model import VAE
+from vae.model import VAE, cpu_inference_layout
 from vae.objectives import dynamic_binarize, iwae
 
 Progress = Callable[[int, int], None]  # (images done, total)
@@ -34,13 +36,43 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 @torch.no_grad()
 def _elbo_parts(
     model: VAE, x: torch.Tensor, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Single-sample log p(x|z), z ~ q(z|x), and the analytic KL(q(z|x) || p(z)); both (B,)."""
+) -> tuple[torch.Tensor, torch.Tensor, DiagonalGaussian]:
+    """Single-sample log p(x|z), z ~ q(z|x), and the analytic KL(q(z|x) || p(z)), both (B,),
+    and the posterior q(z|x)."""
     params, q, _ = model(x, generator)
-    return model.log_likelihood(params.float(), x.float()), q.kl().float()
+    return model.log_likelihood(params.float(), x.float()), q.kl().float(), q
+
+
+@dataclass
+class ImageScores:
+    """Per-image posterior and single-sample ELBO, all on the CPU in float32."""
+
+    mean: torch.Tensor  # (N, D) posterior means
+    logvar: torch.Tensor  # (N, D) posterior log-variances
+    elbo: torch.Tensor  # (N,) log p(x|z) - KL, z ~ q(z|x) drawn with the seeded generator
+    kl: torch.Tensor  # (N,) KL(q(z|x) || p(z)), analytic
 
 
 @torch.no_grad()
+def score_images(model: VAE, x: torch.Tensor, batch_size: int = 512, seed: int = 0) -> ImageScores:
+    """Encode every image once and score it: the posterior, the ELBO and the KL.
+
+    Seeded, so the same image gets the same ELBO every time it is asked about (for the same
+    `batch_size`, which sets how the generator's draws are split).
+    """
+    dev = _device(model)
+    gen = _generator(dev, seed)
+    parts: list[tuple[torch.Tensor, ...]] = []
+    with cpu_inference_layout(model):
+        for i in range(0, x.shape[0], batch_size):
+            ll, kl, q = _elbo_parts(model, x[i : i + batch_size].to(dev), gen)  # (b,), (b,)
+            parts.append(tuple(t.float().cpu() for t in (q.mean, q.logvar, ll - kl, kl)))
+    if not parts:
+        d = model.config.latent_dim
+        return ImageScores(torch.zeros(0, d), torch.zeros(0, d), torch.zeros(0), torch.zeros(0))
+    return ImageScores(*(torch.cat(col) for col in zip(*parts, strict=True)))
+
+
 def per_image_elbo(
     model: VAE, x: torch.Tensor, batch_size: int = 512, seed: int = 0
 ) -> torch.Tensor:
@@ -48,13 +80,7 @@ def per_image_elbo(
 
     Seeded, so the same image gets the same value every time it is asked about.
     """
-    dev = _device(model)
-    gen = _generator(dev, seed)
-    out = []
-    for i in range(0, x.shape[0], batch_size):
-        ll, kl = _elbo_parts(model, x[i : i + batch_size].to(dev), gen)  # (b,), (b,)
-        out.append((ll - kl).cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+    return score_images(model, x, batch_size, seed).elbo
 
 
 @torch.no_grad()
@@ -69,13 +95,14 @@ def evaluate_elbo(
     dev = _device(model)
     gen = _generator(dev, seed)
     ll_sum = kl_sum = 0.0
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i : i + batch_size].to(dev)
-        if binarize:
-            xb = dynamic_binarize(xb, gen)
-        ll, kl = _elbo_parts(model, xb, gen)
-        ll_sum += ll.sum().item()
-        kl_sum += kl.sum().item()
+    with cpu_inference_layout(model):
+        for i in range(0, x.shape[0], batch_size):
+            xb = x[i : i + batch_size].to(dev)
+            if binarize:
+                xb = dynamic_binarize(xb, gen)
+            ll, kl, _ = _elbo_parts(model, xb, gen)
+            ll_sum += ll.sum().item()
+            kl_sum += kl.sum().item()
     n = max(1, x.shape[0])
     recon, kl = -ll_sum / n, kl_sum / n
     return {"elbo": -(recon + kl), "recon": recon, "kl": kl}
@@ -102,12 +129,8 @@ def iwae_nll(
     pixels = int(np.prod(x.shape[1:]))
     # Samples decoded at once per chunk: keep each chunk's (chunk * batch, C, H, W) under ~64 MB.
     chunk = max(1, min(k, (16 * 1024 * 1024) // max(1, batch_size * pixels)))
-    # oneDNN's CPU (transposed) convolutions run ~1.5x faster on channels-last weights.
-    channels_last = dev.type == "cpu" and model.config.arch == "conv"
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     total = 0.0
-    try:
+    with cpu_inference_layout(model):
         for i in range(0, n, batch_size):
             xb = x[i : i + batch_size].to(dev)
             if binarize:
@@ -116,9 +139,6 @@ def iwae_nll(
             total -= bound.double().sum().item()
             if progress is not None:
                 progress(min(i + batch_size, n), n)
-    finally:
-        if channels_last:
-            model.to(memory_format=torch.contiguous_format)
     return total / max(1, n)
 
 
@@ -128,9 +148,10 @@ def kl_per_dim(model: VAE, x: torch.Tensor, batch_size: int = 1024) -> torch.Ten
     """Mean over the dataset of KL(q(z_d|x) || N(0, 1)) for each dimension d, (D,), CPU."""
     dev = _device(model)
     total = torch.zeros(model.config.latent_dim, dtype=torch.float64)
-    for i in range(0, x.shape[0], batch_size):
-        q = model.encode(x[i : i + batch_size].to(dev))
-        total += q.kl_per_dim().double().sum(0).cpu()  # (D,)
+    with cpu_inference_layout(model):
+        for i in range(0, x.shape[0], batch_size):
+            q = model.encode(x[i : i + batch_size].to(dev))
+            total += q.kl_per_dim().double().sum(0).cpu()  # (D,)
     return (total / max(1, x.shape[0])).float()
 
 

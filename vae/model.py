@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -185,6 +188,39 @@ def unwrap(model: nn.Module) -> VAE:
     """The bare `VAE` inside a DistributedDataParallel and/or torch.compile wrapper."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
+
+
+_layout_lock = threading.Lock()
+_layout_users: dict[int, int] = {}  # id(model) -> callers inside `cpu_inference_layout`
+
+
+@contextmanager
+def cpu_inference_layout(model: VAE) -> Iterator[VAE]:
+    """Run a CPU conv model's batch inference on channels-last weights, then restore them.
+
+    oneDNN's CPU (transposed) convolutions are ~1.7x faster in that layout for encoding or
+    decoding thousands of MNIST images (measured 0.65 -> 0.37 s and 1.44 -> 0.85 s on 2 cores),
+    but it does not speed up training, and safetensors saves contiguous tensors only. Outputs
+    differ from the default layout by float rounding (~1e-6 relative). Nested and concurrent
+    uses (two app sessions sharing one cached model) are counted: the last one out restores.
+    """
+    dev = next(model.parameters()).device
+    if dev.type != "cpu" or model.config.arch != "conv":
+        yield model
+        return
+    key = id(model)
+    with _layout_lock:
+        _layout_users[key] = _layout_users.get(key, 0) + 1
+        if _layout_users[key] == 1:
+            model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        with _layout_lock:
+            _layout_users[key] -= 1
+            if _layout_users[key] == 0:
+                del _layout_users[key]
+                model.to(memory_format=torch.contiguous_format)
 
 
 def interpolate_path(
