@@ -41,6 +41,7 @@ if not files:
 try:
     table = cache.latent_table(run, state.map_size(len(ds)))
     proj = cache.projection(run, table, state.projection_method())
+    scores = cache.elbo_scores(run, table)
 except (DatasetError, ValueError, ImportError) as e:
     st.error(f"Could not prepare the dataset's latent codes: {e}")
     st.stop()
@@ -66,7 +67,7 @@ for i, (name, blob) in enumerate(files):
             a, b = st.columns(2)
             a.image(images.upscale(enc.x, 160), caption="Model input", output_format="PNG")
             b.image(images.upscale(enc.recon, 160), caption="Reconstruction", output_format="PNG")
-            pct = 100.0 * float((table.elbo < enc.elbo).mean())
+            pct = 100.0 * float((scores.elbo < enc.elbo).mean())
             st.metric("ELBO", f"{enc.elbo:.1f} nats")
             st.caption(
                 f"Higher than {pct:.0f}% of the dataset's images: "

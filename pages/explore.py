@@ -130,7 +130,8 @@ elif color_by.startswith("factor:"):
     sizes_f = ds.factor_sizes or []
     names = [str(v) for v in range(sizes_f[i])] if i < len(sizes_f) else None
 else:
-    color, categorical, names = (table.recon if color_by == "recon" else table.kl), False, None
+    values = cache.elbo_scores(run, table).recon if color_by == "recon" else table.kl
+    color, categorical, names = values, False, None
 
 hover_labels = None
 if table.labels is not None:
@@ -330,10 +331,11 @@ with left:
             output_format="PNG",
         )
         if sel_pos is not None:
-            info.metric("ELBO (nats)", f"{table.elbo[sel_pos]:.1f}")
+            scores = cache.elbo_scores(run, table)
+            info.metric("ELBO (nats)", f"{scores.elbo[sel_pos]:.1f}")
             info.caption(
                 f"KL to the prior {table.kl[sel_pos]:.1f} nats, reconstruction error "
-                f"{table.recon[sel_pos]:.1f} nats. Its latent mean is now in the sliders."
+                f"{scores.recon[sel_pos]:.1f} nats. Its latent mean is now in the sliders."
             )
     else:
         st.caption("Click a dot to see that image next to its reconstruction.")

@@ -287,3 +287,43 @@ def test_slider_range_covers_the_data():
     assert sliders.limit_for(np.array([[0.5, -2.9]])) == 3.0
     assert sliders.limit_for(np.array([[0.5, -4.2]])) == 5.0
     assert sliders.limit_for(np.array([[100.0]])) == sliders.MAX_LIMIT
+
+
+def test_explore_decodes_the_dataset_only_when_a_page_needs_elbo_scores(tmp_path, monkeypatch):
+    """The first view needs one encoder pass; per-image ELBOs (a decoder pass) wait until the
+    map is coloured by reconstruction error or an image is opened, then come from the disk."""
+    from vae.checkpoint import load_run
+    from vae.latents import run_dataset
+    from vae.metrics import per_image_elbo
+
+    run_dir = tiny_digits_checkpoint(tmp_path / "assets" / "digits-lazy", steps=20, seed=3)
+    monkeypatch.setenv("VAE_ASSETS_DIR", str(tmp_path / "assets"))
+    monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("VAE_DEVICE", "cpu")
+    monkeypatch.setenv("VAE_APP_THREADS", str(torch.get_num_threads()))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    ok(at)
+    cache = run_dir / ".cache"
+    assert len(list(cache.glob("latents-v*.npz"))) == 1
+    assert not list(cache.glob("scores-v*.npz"))  # nothing decoded for the first view
+
+    at.selectbox(key="color_by").set_value("recon").run()
+    ok(at)
+    (scores,) = cache.glob("scores-v*.npz")
+    with np.load(scores) as f:
+        elbo, recon = f["elbo"], f["recon"]
+    (table,) = cache.glob("latents-v*.npz")
+    with np.load(table) as f:
+        rows, kl, split = f["rows"], f["kl"], str(f["split"])
+    run = load_run(run_dir)
+    x = run_dataset(run, split).x[torch.from_numpy(rows)]
+    expected = per_image_elbo(run.model, x, seed=0).numpy()
+    np.testing.assert_allclose(elbo, expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(recon, kl - elbo, rtol=1e-6, atol=1e-5)
+
+    at.session_state["selected_idx"] = int(rows[3])
+    at.run()
+    ok(at)
+    shown = next(m for m in at.metric if m.label == "ELBO (nats)")
+    assert shown.value == f"{elbo[3]:.1f}"

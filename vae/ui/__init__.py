@@ -7,7 +7,8 @@ everything here takes and returns numpy arrays, PIL images or bytes.
 
     run = models.require_run()            # selected model (vae.checkpoint.Run) or error + stop
     ds = data.require_dataset(run)        # its dataset (test split, or all when tiny) or stop
-    table = cache.latent_table(run, n)    # means, labels, ELBO, KL, recon error of n images
+    table = cache.latent_table(run, n)    # means, log-variances, labels, KL of n images
+    scores = cache.elbo_scores(run, table)       # their ELBO and recon error (a decoder pass)
     proj = cache.projection(run, table, "pca")   # .embedding (n, 2), .transform(z) -> (m, 2)
     img = infer.decode(run, z)            # (C, H, W) float32 in [0, 1]
     st.image(images.upscale(img, 256))    # crisp enlargement; images.grid(...) for tiles
@@ -20,7 +21,7 @@ Modules:
 - `models`: model discovery (assets/, runs/, uploads, added folders), cached loading, the
   sidebar picker, safe zip upload.
 - `data`: the run's dataset (cached), images by row, the sidebar availability/download panel.
-- `cache`: latent table and projections, cached in memory and on disk next to the run.
+- `cache`: latent table, ELBO scores and projections, cached in memory and on disk next to the run.
 - `infer`: decode / encode / reconstruct / nearest / prior samples / `encode_upload`, numpy in
   and out; `configure_threads` (called once by app.py).
 - `plots`: Plotly figures (latent map with selection mapping, posterior bars, KL bars) and the

@@ -1,6 +1,7 @@
 """Expensive per-model results, cached in memory (Streamlit) and on disk (next to the run).
 
-    table = latent_table(run, n=10_000)    # LatentTable: means, labels, ELBO, KL, ... (numpy)
+    table = latent_table(run, n=10_000)    # LatentTable: means, labels, KL, ... (numpy)
+    scores = elbo_scores(run, table)       # ELBOScores: per-image ELBO and recon error (decoder)
     proj = projection(run, table, "pca")   # vae.projection.Projection (.embedding, .transform)
 
 The disk cache lives in `<run>/.cache/` when the run folder is writable, else in
@@ -24,7 +25,8 @@ import streamlit as st
 from vae.checkpoint import Run, atomic_write_bytes
 from vae.ui import data, models
 
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # 2: the ELBO columns moved to `elbo_scores` (the table is encoder-only)
+MEANS_VERSION = 1  # part of projection cache keys: bump when the table's latent means change
 
 
 def cache_dir(run: Run) -> Path:
@@ -59,18 +61,22 @@ def load_npz(path: Path) -> dict[str, np.ndarray] | None:
 # --- latent table ---------------------------------------------------------------------------------
 @dataclass
 class LatentTable:
-    """Per-image latent statistics of a (stratified) sample of the run's dataset."""
+    """Per-image latent statistics of a (stratified) sample of the run's dataset.
+
+    One encoder pass makes it, so a page can draw its map and sliders without decoding 10,000
+    images first; `elbo_scores` adds the decoder-based numbers when a page needs them.
+    """
 
     rows: np.ndarray  # (N,) row indices into data.load(run)
     mean: np.ndarray  # (N, D) posterior means
     logvar: np.ndarray  # (N, D) posterior log-variances
     labels: np.ndarray | None  # (N,) class indices
     factors: np.ndarray | None  # (N, F) generative factor indices (shapes)
-    elbo: np.ndarray  # (N,) per-image ELBO in nats (single seeded sample)
     kl: np.ndarray  # (N,) KL(q(z|x) || p(z)) in nats
-    recon: np.ndarray  # (N,) reconstruction error -log p(x|z) in nats (= kl - elbo)
     kl_per_dim: np.ndarray  # (D,) mean KL of each latent dimension over the sample
     split: str
+    n: int  # the size it was asked for (len() is smaller for a smaller dataset)
+    seed: int
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -80,11 +86,37 @@ class LatentTable:
         return np.argsort(-self.kl_per_dim, kind="stable")
 
 
+@dataclass
+class ELBOScores:
+    """Per-image ELBO of a `LatentTable`'s images (row for row), from one seeded sample."""
+
+    elbo: np.ndarray  # (N,) ELBO in nats
+    recon: np.ndarray  # (N,) reconstruction error -log p(x|z) in nats (= kl - elbo)
+
+
+def _cached_arrays(
+    run: Run, kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """`<kind>-v<TABLE_VERSION>-<run id>-<key>.npz` from the disk cache, else computed and saved.
+
+    Files of the same kind for other weights (a retrained run) or an older layout are removed.
+    """
+    current = f"{kind}-v{TABLE_VERSION}-{models.run_id(run)}-"
+    f = cache_dir(run) / f"{current}{key}.npz"
+    arrays = load_npz(f)
+    if arrays is None:
+        arrays = compute()
+        save_npz(f, arrays)
+        for stale in f.parent.glob(f"{kind}-v*.npz"):
+            if not stale.name.startswith(current):
+                stale.unlink(missing_ok=True)
+    return arrays
+
+
 def _compute_table(run: Run, n: int, seed: int) -> dict[str, np.ndarray]:
     import torch
 
     from vae.latents import encode_dataset
-    from vae.metrics import per_image_elbo
     from vae.projection import stratified_sample
 
     ds = data.load(run)
@@ -93,15 +125,11 @@ def _compute_table(run: Run, n: int, seed: int) -> dict[str, np.ndarray]:
     x = ds.x[torch.from_numpy(rows)]  # (N, C, H, W)
     mean, logvar = encode_dataset(run.model, x)  # (N, D), (N, D)
     kl_d = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)  # K&W 2013, App. B; (N, D)
-    elbo = per_image_elbo(run.model, x, seed=seed)  # (N,)
-    kl = kl_d.sum(1)  # (N,)
     out = {
         "rows": rows,
         "mean": mean.numpy(),
         "logvar": logvar.numpy(),
-        "elbo": elbo.numpy(),
-        "kl": kl.numpy(),
-        "recon": (kl - elbo).numpy(),
+        "kl": kl_d.sum(1).numpy(),
         "kl_per_dim": kl_d.mean(0).numpy(),
         "split": np.array(ds.extra.get("split", "test")),
     }
@@ -115,34 +143,52 @@ def _compute_table(run: Run, n: int, seed: int) -> dict[str, np.ndarray]:
 @st.cache_data(show_spinner="Encoding the dataset…", max_entries=16)
 def _table(path: str, version: tuple[int, int], n: int, seed: int) -> LatentTable:
     run = models.load(Path(path))
-    f = cache_dir(run) / f"latents-v{TABLE_VERSION}-{models.run_id(run)}-n{n}-s{seed}.npz"
-    arrays = load_npz(f)
-    if arrays is None:
-        arrays = _compute_table(run, n, seed)
-        save_npz(f, arrays)
-        for stale in f.parent.glob("latents-v*.npz"):  # earlier weights of a retrained run
-            if f"-{models.run_id(run)}-" not in stale.name:
-                stale.unlink(missing_ok=True)
+    arrays = _cached_arrays(run, "latents", f"n{n}-s{seed}", lambda: _compute_table(run, n, seed))
     return LatentTable(
         rows=arrays["rows"],
         mean=arrays["mean"],
         logvar=arrays["logvar"],
         labels=arrays.get("labels"),
         factors=arrays.get("factors"),
-        elbo=arrays["elbo"],
         kl=arrays["kl"],
-        recon=arrays["recon"],
         kl_per_dim=arrays["kl_per_dim"],
         split=str(arrays["split"]),
+        n=n,
+        seed=seed,
     )
 
 
 def latent_table(run: Run, n: int = 10_000, seed: int = 0) -> LatentTable:
-    """Latent means and per-image scores of up to `n` images (stratified by label).
+    """Latent means and KLs of up to `n` images (stratified by label), from one encoder pass.
 
     Raises DatasetError when the dataset is missing.
     """
     return _table(str(run.path), models.stamp(run.path), int(n), int(seed))
+
+
+def _compute_scores(run: Run, rows: np.ndarray, kl: np.ndarray, seed: int) -> dict:
+    import torch
+
+    from vae.metrics import per_image_elbo
+
+    x = data.load(run).x[torch.from_numpy(rows)]  # (N, C, H, W)
+    elbo = per_image_elbo(run.model, x, seed=seed).numpy()  # (N,)
+    return {"elbo": elbo, "recon": kl - elbo}
+
+
+@st.cache_data(show_spinner="Scoring the dataset's images…", max_entries=16)
+def _scores(path: str, version: tuple[int, int], n: int, seed: int) -> ELBOScores:
+    run = models.load(Path(path))
+    table = _table(path, version, n, seed)
+    arrays = _cached_arrays(
+        run, "scores", f"n{n}-s{seed}", lambda: _compute_scores(run, table.rows, table.kl, seed)
+    )
+    return ELBOScores(elbo=arrays["elbo"], recon=arrays["recon"])
+
+
+def elbo_scores(run: Run, table: LatentTable) -> ELBOScores:
+    """Per-image ELBO and reconstruction error of `table`'s images (a decoder pass, cached)."""
+    return _scores(str(run.path), models.stamp(run.path), table.n, table.seed)
 
 
 # --- projections ----------------------------------------------------------------------------------
@@ -171,7 +217,7 @@ def projection(run: Run, table: LatentTable, method: str = "pca", seed: int = 0,
     slot = _projection_slot(str(run.path), models.stamp(run.path), n, seed, method)
     with slot["lock"]:
         if "projection" not in slot:
-            key = {"run": models.run_id(run), "n": n, "seed": seed, "table": TABLE_VERSION}
+            key = {"run": models.run_id(run), "n": n, "seed": seed, "table": MEANS_VERSION}
             slot["projection"] = cached_fit(
                 cache_dir(run), key, table.mean, method, seed=seed, progress=progress
             )
