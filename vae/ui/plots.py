@@ -162,7 +162,13 @@ def latent_map(
         height,
         xaxis=dict(title=axis_titles[0], showgrid=False, zeroline=False),
         yaxis=dict(title=axis_titles[1], showgrid=False, zeroline=False),
-        legend=dict(title=dict(text=color_title), itemsizing="constant"),
+        # A colour bar has its own title and sits where the legend would: the legend (★, ring)
+        # then goes in one row above the plot.
+        legend=(
+            dict(title=dict(text=color_title), itemsizing="constant")
+            if categorical
+            else dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom")
+        ),
         uirevision="latent-map",
     )
     return MapFigure(fig, positions)
