@@ -100,6 +100,42 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path
     assert load_run(run).metrics["epochs"] == 1
 
 
+def test_steps_do_not_read_device_values_between_flushes(tmp_path, monkeypatch):
+    """A step leaves its terms on the device (no per-step .item(), which would make each GPU
+    step wait); values are read once per `log_every` steps and at epoch ends. The epoch means
+    equal the plain per-step average of the logged terms."""
+    reads = {"item": 0, "tolist": 0}
+    item, tolist = torch.Tensor.item, torch.Tensor.tolist
+
+    def counted(name, fn):
+        def wrapper(self, *a, **k):
+            reads[name] += 1
+            return fn(self, *a, **k)
+
+        return wrapper
+
+    monkeypatch.setattr(torch.Tensor, "item", counted("item", item))
+    monkeypatch.setattr(torch.Tensor, "tolist", counted("tolist", tolist))
+    steps = []
+    res = train(TINY, cfg(epochs=2), tmp_path / "r", on_step=steps.append, log_every=1,
+                progress_bar=False)  # fmt: skip
+    monkeypatch.undo()
+    per_epoch = res.step // 2  # 23 steps of 64 images
+    assert len(steps) == res.step  # log_every=1: every step was read, once each
+    records = read_jsonl(tmp_path / "r" / "metrics.jsonl")
+    for e, r in enumerate(records):
+        losses = [s.loss for s in steps[e * per_epoch : (e + 1) * per_epoch]]
+        assert r["train_loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-12)
+    reads = {"item": 0, "tolist": 0}
+    monkeypatch.setattr(torch.Tensor, "item", counted("item", item))
+    monkeypatch.setattr(torch.Tensor, "tolist", counted("tolist", tolist))
+    train(TINY, cfg(epochs=2), tmp_path / "q", log_every=10, progress_bar=False)
+    monkeypatch.undo()
+    # 46 steps: flushes at steps 10, 20, 30, 40 and both epoch ends, plus the test-set ELBO
+    # (3 .item() per epoch) and the KL-per-dim list; nothing per step
+    assert reads["tolist"] <= 6 + 2 and reads["item"] <= 3 * 2, reads
+
+
 def _cli(*args, **kw):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "vae.train", *args], cwd=ROOT, env=env,
