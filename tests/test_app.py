@@ -327,3 +327,21 @@ def test_explore_decodes_the_dataset_only_when_a_page_needs_elbo_scores(tmp_path
     ok(at)
     shown = next(m for m in at.metric if m.label == "ELBO (nats)")
     assert shown.value == f"{elbo[3]:.1f}"
+
+
+def test_model_headline_is_the_saved_iwae_nll_else_the_test_elbo():
+    from vae.ui.models import metric_summary
+
+    evaluation = {"train": {"iwae_nll": 84.0}, "test": {"iwae_nll": 85.392, "elbo": -94.57}}
+    saved = {"test_elbo": -94.35, "evaluation": evaluation}
+    assert metric_summary(saved) == "NLL 85.4"  # the test split's, as `vae.evaluate --save` writes
+    assert metric_summary({"test_elbo": -94.35, "evaluation": {"test": {"elbo": -94.6}}}) == (
+        "ELBO -94.3"
+    )
+    assert metric_summary({"evaluation": "broken", "test_elbo": -24.2}) == "ELBO -24.2"
+    assert metric_summary({}) == ""
+    shipped = ROOT / "assets" / "mnist-conv" / "metrics.json"
+    if shipped.exists():
+        import json
+
+        assert metric_summary(json.loads(shipped.read_text())).startswith("NLL 85.")

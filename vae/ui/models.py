@@ -86,11 +86,17 @@ class ModelEntry:
 
 
 def metric_summary(metrics: dict[str, Any]) -> str:
-    """The headline number of a metrics.json: IWAE NLL when evaluated, else the test ELBO."""
+    """The headline number of a metrics.json: IWAE NLL when evaluated, else the test ELBO.
+
+    `python -m vae.evaluate --save` stores {"evaluation": {split: {"iwae_nll": ...}}}; the test
+    split wins over others.
+    """
     ev = metrics.get("evaluation")
     if isinstance(ev, dict):
-        for k, v in ev.items():
-            if "nll" in k and isinstance(v, (int, float)):
+        splits = sorted(ev.items(), key=lambda kv: kv[0] != "test")  # "test" first
+        for _, res in splits:
+            v = res.get("iwae_nll") if isinstance(res, dict) else None
+            if isinstance(v, (int, float)):
                 return f"NLL {v:.1f}"
     for k in ("test_nll", "nll"):
         if isinstance(metrics.get(k), (int, float)):
