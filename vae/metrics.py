@@ -10,13 +10,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from vae.distributions import DiagonalGaussian
 from vae.latents import encode_dataset
 from vae.model import VAE, cpu_inference_layout
 from vae.objectives import dynamic_binarize, iwae
@@ -36,43 +34,13 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 @torch.no_grad()
 def _elbo_parts(
     model: VAE, x: torch.Tensor, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor, DiagonalGaussian]:
-    """Single-sample log p(x|z), z ~ q(z|x), and the analytic KL(q(z|x) || p(z)), both (B,),
-    and the posterior q(z|x)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Single-sample log p(x|z), z ~ q(z|x), and the analytic KL(q(z|x) || p(z)); both (B,)."""
     params, q, _ = model(x, generator)
-    return model.log_likelihood(params.float(), x.float()), q.kl().float(), q
-
-
-@dataclass
-class ImageScores:
-    """Per-image posterior and single-sample ELBO, all on the CPU in float32."""
-
-    mean: torch.Tensor  # (N, D) posterior means
-    logvar: torch.Tensor  # (N, D) posterior log-variances
-    elbo: torch.Tensor  # (N,) log p(x|z) - KL, z ~ q(z|x) drawn with the seeded generator
-    kl: torch.Tensor  # (N,) KL(q(z|x) || p(z)), analytic
+    return model.log_likelihood(params.float(), x.float()), q.kl().float()
 
 
 @torch.no_grad()
-def score_images(model: VAE, x: torch.Tensor, batch_size: int = 512, seed: int = 0) -> ImageScores:
-    """Encode every image once and score it: the posterior, the ELBO and the KL.
-
-    Seeded, so the same image gets the same ELBO every time it is asked about (for the same
-    `batch_size`, which sets how the generator's draws are split).
-    """
-    dev = _device(model)
-    gen = _generator(dev, seed)
-    parts: list[tuple[torch.Tensor, ...]] = []
-    with cpu_inference_layout(model):
-        for i in range(0, x.shape[0], batch_size):
-            ll, kl, q = _elbo_parts(model, x[i : i + batch_size].to(dev), gen)  # (b,), (b,)
-            parts.append(tuple(t.float().cpu() for t in (q.mean, q.logvar, ll - kl, kl)))
-    if not parts:
-        d = model.config.latent_dim
-        return ImageScores(torch.zeros(0, d), torch.zeros(0, d), torch.zeros(0), torch.zeros(0))
-    return ImageScores(*(torch.cat(col) for col in zip(*parts, strict=True)))
-
-
 def per_image_elbo(
     model: VAE, x: torch.Tensor, batch_size: int = 512, seed: int = 0
 ) -> torch.Tensor:
@@ -80,7 +48,14 @@ def per_image_elbo(
 
     Seeded, so the same image gets the same value every time it is asked about.
     """
-    return score_images(model, x, batch_size, seed).elbo
+    dev = _device(model)
+    gen = _generator(dev, seed)
+    out = []
+    with cpu_inference_layout(model):
+        for i in range(0, x.shape[0], batch_size):
+            ll, kl = _elbo_parts(model, x[i : i + batch_size].to(dev), gen)  # (b,), (b,)
+            out.append((ll - kl).cpu())
+    return torch.cat(out) if out else torch.zeros(0)
 
 
 @torch.no_grad()
@@ -100,7 +75,7 @@ def evaluate_elbo(
             xb = x[i : i + batch_size].to(dev)
             if binarize:
                 xb = dynamic_binarize(xb, gen)
-            ll, kl, _ = _elbo_parts(model, xb, gen)
+            ll, kl = _elbo_parts(model, xb, gen)
             ll_sum += ll.sum().item()
             kl_sum += kl.sum().item()
     n = max(1, x.shape[0])
