@@ -46,7 +46,9 @@ def nearest(
     Returns (indices (k,), distances (k,)), nearest first; k is clipped to N.
     """
     query = query.reshape(1, -1).to(means)  # (1, D)
-    dist = torch.cdist(query, means).squeeze(0)  # (N,)
+    # Direct differences, not the |a|^2 + |b|^2 - 2ab matmul form, so that a point's distance
+    # to itself is exactly 0 (the matmul form leaves ~1e-4 of float32 cancellation).
+    dist = torch.cdist(query, means, compute_mode="donot_use_mm_for_euclid_dist").squeeze(0)  # (N,)
     k = max(0, min(int(k), means.shape[0]))
     distances, indices = torch.topk(dist, k, largest=False, sorted=True)
     return indices, distances
