@@ -7,7 +7,7 @@ import streamlit as st
 
 from vae.data import DatasetError
 from vae.projection import available_methods
-from vae.ui import cache, data, images, infer, models, plots, sliders, state
+from vae.ui import cache, data, images, infer, live, models, plots, sliders, state
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 SIZES = [1000, 2000, 5000, 10_000]
@@ -152,16 +152,109 @@ lasso_rows = [r for r in lasso_rows if r < len(table.rows)]
 
 left, right = st.columns([5, 4], gap="large")
 
-# --- the latent sliders and the decoded image (a fragment: moving a slider reruns only this) ------
+# --- the latent panel: decoded in the browser while the pointer moves (vae.ui.live) -------------
 grid = plots.density_grid(xy)
 limit = sliders.limit_for(table.mean)  # ±3, or wider when the data's codes lie further out
+with right:
+    live_dec = live.decoder(run)  # the decoder's weights reach the page once per model
+    if live_dec is not None and method != "pca":
+        table_id = live.table(table.mean, xy, table.rows)  # for the ★'s neighbour median
+    else:
+        table_id = None
+live_proj = live.projection_spec(proj, table_id) if live_dec is not None else None
+
+
+def panel_caption(kl: np.ndarray) -> str:
+    n_collapsed = int((kl < plots.COLLAPSED_KL).sum())
+    return (
+        "Sliders are ordered by how much information each dimension carries (mean KL to the "
+        "prior)."
+        + (
+            f" {n_collapsed} of {D} dimensions are collapsed: the decoder ignores them."
+            if n_collapsed
+            else ""
+        )
+        + (
+            f" They span ±{limit:g} instead of the prior's ±3 because some images' codes lie "
+            "that far out."
+            if limit > sliders.LIMIT
+            else ""
+        )
+    )
 
 
 @st.fragment
 def latent_panel() -> None:
+    if live_dec is None:
+        server_panel()
+        return
+    zv_key, seen_key = f"_zv:{model_key}", f"_zseen:{model_key}"
+    pending = state.pop_z(D)
+    if pending is not None:
+        state.set_current_z(np.clip(np.round(pending, 2), -limit, limit))
+        st.session_state[zv_key] = st.session_state.get(zv_key, 0) + 1
+    z = state.current_z(D)
+    z = np.zeros(D, np.float32) if z is None else z
+    st.subheader("Decoded z")
+    show_all = D > sliders.TOP and st.toggle(f"Show all {D} dimensions", key="show_all_dims")
+    kl = np.asarray(table.kl_per_dim, np.float32)
+    counts, ex, ey = grid
+    res = live.latent_panel(
+        f"live-{model_key}",
+        {
+            "decoder": live_dec.id,
+            "group": model_key,
+            "z": [float(v) for v in z],
+            "zv": st.session_state.get(zv_key, 0),
+            "order": [int(d) for d in sliders.order(kl)],
+            "kl": [round(float(v), 4) for v in kl],
+            "collapsed": plots.COLLAPSED_KL,
+            "limit": limit,
+            "top": sliders.TOP,
+            "showAll": bool(show_all) or D <= sliders.TOP,
+            "proj": live_proj,
+            "serverStar": [float(v) for v in to_map(z)],
+            "minimap": {
+                "png": images.data_uri(plots.position_image(grid, None, size=160)),
+                "extent": [float(ex[0]), float(ex[-1]), float(ey[0]), float(ey[-1])],
+            },
+            "mapKey": MAP_KEY,
+            "note": ""
+            if method == "pca"
+            else "While you drag, the ★ is placed approximately (the median map position of the "
+            f"{live.NEIGHBOURS} nearest codes), then by the map's own transform on release.",
+        },
+    )
+    new = live.take_z(res, seen_key, D)
+    if new is not None:
+        z = np.clip(new, -limit, limit).astype(np.float32)
+        state.set_current_z(z)
+    if getattr(res, "snap", None) is not None:
+        idx, _ = infer.nearest(np.asarray(res.snap, np.float32), table.mean, k=1)
+        pos = int(idx[0])
+        state.request_z(table.mean[pos])
+        row = int(table.rows[pos])
+        st.session_state["_snapped"] = (row, data.label_of(ds, row))
+        st.rerun(scope="fragment")
+    if st.session_state.get("_snapped") is not None:
+        row, label = st.session_state.pop("_snapped")
+        st.caption(f"Snapped to image #{row} (label {label}).")
+    st.caption(panel_caption(kl))
+    state.sync_url(z=z)
+
+
+def server_panel() -> None:
+    """Sliders decoded on the server, for decoders the browser cannot run (or with
+    `VAE_LIVE_DECODER=0`): each release reruns this fragment."""
     keys = sliders.slider_keys(model_key, D)
     z = sliders.take_z(keys, D, limit)
     st.subheader("Decoded z")
+    reason = live.unsupported_reason(run)
+    st.caption(
+        f"Decoded on the server after each slider release: {reason}."
+        if reason
+        else "Decoded on the server after each slider release (browser decoding is off)."
+    )
     img_col, map_col = st.columns([3, 2], vertical_alignment="top")
     decoded = infer.decode(run, z)  # (C, H, W)
     img_col.image(
@@ -212,25 +305,10 @@ def latent_panel() -> None:
         row, label = st.session_state.pop("_snapped")
         st.caption(f"Snapped to image #{row} (label {label}).")
     kl = table.kl_per_dim
-    n_collapsed = int((kl < plots.COLLAPSED_KL).sum())
     show_all = False
     if D > sliders.TOP:
         show_all = st.toggle(f"Show all {D} dimensions", key="show_all_dims")
-    st.caption(
-        "Sliders are ordered by how much information each dimension carries (mean KL to the "
-        "prior)."
-        + (
-            f" {n_collapsed} of {D} dimensions are collapsed: the decoder ignores them."
-            if n_collapsed
-            else ""
-        )
-        + (
-            f" They span ±{limit:g} instead of the prior's ±3 because some images' codes lie "
-            "that far out."
-            if limit > sliders.LIMIT
-            else ""
-        )
-    )
+    st.caption(panel_caption(kl))
     with st.container(height=520 if (show_all or D > 8) else "content", border=False):
         sliders.draw(keys, kl, show_all=show_all, limit=limit)
     state.sync_url(z=z)
@@ -264,7 +342,8 @@ with left:
         time.sleep(0.3)
         st.rerun()
     # Built after the sliders' fragment, so the decoded image reaches the browser first.
-    marker = to_map(state.peek_z(D))
+    # With browser decoding the ★ is drawn over the map by the latent panel and follows z live.
+    marker = to_map(state.peek_z(D)) if live_dec is None else None
     highlight = xy[[sel_pos]] if sel_pos is not None else None
     map_fig = plots.latent_map(
         xy,
@@ -291,9 +370,18 @@ with left:
         + ("whole dataset" if table.split == "all" else f"{table.split} split")
         + f", {METHOD_NAMES.get(method, method)}"
         + (
-            " (exact: the ★ is the true position of z)"
-            if method == "pca"
-            else " (★ placed with the fitted map's transform, an approximation)"
+            (
+                " (exact: the ★ is the true position of z"
+                if method == "pca"
+                else " (★ placed with the fitted map's transform, an approximation"
+            )
+            + (", and it follows the sliders as you drag" if live_dec is not None else "")
+            + ")"
+        )
+        + (
+            ". Hover over the map to see the decoding under the pointer"
+            if live_dec is not None
+            else ""
         )
         + ". Click a dot to open it; pick the lasso or box tool (top right of the map) to select "
         "a group; double-click to clear."
