@@ -193,6 +193,10 @@ def latent_panel() -> None:
     if pending is not None:
         state.set_current_z(np.clip(np.round(pending, 2), -limit, limit))
         st.session_state[zv_key] = st.session_state.get(zv_key, 0) + 1
+    panel_key = f"live-{model_key}"
+    new = live.take_z(panel_key, seen_key, D)  # released in the browser: taken before drawing
+    if new is not None:
+        state.set_current_z(np.clip(new, -limit, limit).astype(np.float32))
     z = state.current_z(D)
     z = np.zeros(D, np.float32) if z is None else z
     st.subheader("Decoded z")
@@ -200,7 +204,7 @@ def latent_panel() -> None:
     kl = np.asarray(table.kl_per_dim, np.float32)
     counts, ex, ey = grid
     res = live.latent_panel(
-        f"live-{model_key}",
+        panel_key,
         {
             "decoder": live_dec.id,
             "group": model_key,
@@ -225,17 +229,13 @@ def latent_panel() -> None:
             f"{live.NEIGHBOURS} nearest codes), then by the map's own transform on release.",
         },
     )
-    new = live.take_z(res, seen_key, D)
-    if new is not None:
-        z = np.clip(new, -limit, limit).astype(np.float32)
-        state.set_current_z(z)
     if getattr(res, "snap", None) is not None:
         idx, _ = infer.nearest(np.asarray(res.snap, np.float32), table.mean, k=1)
         pos = int(idx[0])
         state.request_z(table.mean[pos])
         row = int(table.rows[pos])
         st.session_state["_snapped"] = (row, data.label_of(ds, row))
-        st.rerun(scope="fragment")
+        live.rerun_view()
     if st.session_state.get("_snapped") is not None:
         row, label = st.session_state.pop("_snapped")
         st.caption(f"Snapped to image #{row} (label {label}).")

@@ -15,6 +15,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests import live_app
 from tests.e2e.helpers import app_pages, digit_photo_png, tiny_digits_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,18 @@ def _mnist_checkpoint(run_dir: Path) -> None:
 
 @pytest.fixture
 def app(model_dirs, monkeypatch) -> AppTest:
+    """The app as served by default: latent panels decode in the browser."""
+    return _start(model_dirs, monkeypatch)
+
+
+@pytest.fixture
+def server_app(model_dirs, monkeypatch) -> AppTest:
+    """The app with browser decoding off: Explore's sliders are st.slider, decoded on the server."""
+    monkeypatch.setenv("VAE_LIVE_DECODER", "0")
+    return _start(model_dirs, monkeypatch)
+
+
+def _start(model_dirs, monkeypatch) -> AppTest:
     monkeypatch.setenv("VAE_ASSETS_DIR", str(model_dirs["assets"]))
     monkeypatch.setenv("VAE_RUNS_DIR", str(model_dirs["runs"]))
     monkeypatch.setenv("VAE_CACHE_DIR", str(model_dirs["cache"]))
@@ -76,48 +89,140 @@ def latent_sliders(at: AppTest) -> list:
     return [s for s in at.slider if s.key and s.key.startswith("zslider:")]
 
 
-def test_explore_home_has_map_sliders_and_image(app):
-    assert not app.exception
-    assert any("Skipped a model folder" in w.value for w in app.sidebar.warning)
-    assert app.title[0].value == "Explore the latent space"
-    assert app.sidebar.selectbox(key="model").value == "asset:digits-mlp"
-    assert any(c.key == "latent_map" for c in app.get("plotly_chart"))
-    sl = latent_sliders(app)
+def test_explore_home_has_map_sliders_and_image_server_side(server_app):
+    assert not server_app.exception
+    assert any("Skipped a model folder" in w.value for w in server_app.sidebar.warning)
+    assert server_app.title[0].value == "Explore the latent space"
+    assert server_app.sidebar.selectbox(key="model").value == "asset:digits-mlp"
+    assert any(c.key == "latent_map" for c in server_app.get("plotly_chart"))
+    sl = latent_sliders(server_app)
     assert len(sl) == 4
     labels = [s.label for s in sl]
     kls = [float(lbl.split("KL ")[1].split(" ")[0]) for lbl in labels]
     # drawn row by row in two columns: order in the tree is column-major
     row_major = [kls[i // 2 + (i % 2) * 2] for i in range(4)]
     assert row_major == sorted(row_major, reverse=True), labels
-    assert decoded_url(app).startswith("data:image/png;base64,")
-    assert app.query_params["model"] == "asset:digits-mlp"
+    assert decoded_url(server_app).startswith("data:image/png;base64,")
+    assert server_app.query_params["model"] == "asset:digits-mlp"
 
 
-def test_moving_a_slider_changes_the_image_and_url(app):
-    before = decoded_url(app)
-    s = latent_sliders(app)[0]
+def test_moving_a_slider_changes_the_image_and_url_server_side(server_app):
+    before = decoded_url(server_app)
+    s = latent_sliders(server_app)[0]
     s.set_value(2.0).run()
-    ok(app)
-    assert decoded_url(app) != before
-    z = [float(v) for v in app.query_params["z"].split(",")]
+    ok(server_app)
+    assert decoded_url(server_app) != before
+    z = [float(v) for v in server_app.query_params["z"].split(",")]
     d = int(s.key.rsplit(":", 1)[1])
     assert z[d] == pytest.approx(2.0)
 
 
-def test_buttons_reset_random_and_snap(app):
-    latent_sliders(app)[0].set_value(2.5).run()
-    reset = next(b for b in app.button if b.label == "Reset to 0")
+def test_buttons_reset_random_and_snap_server_side(server_app):
+    latent_sliders(server_app)[0].set_value(2.5).run()
+    reset = next(b for b in server_app.button if b.label == "Reset to 0")
     reset.click().run()
+    ok(server_app)
+    assert all(s.value == 0.0 for s in latent_sliders(server_app))
+    zero = decoded_url(server_app)
+    next(b for b in server_app.button if b.label == "Random z").click().run()
+    ok(server_app)
+    assert any(s.value != 0.0 for s in latent_sliders(server_app))
+    assert decoded_url(server_app) != zero
+    next(b for b in server_app.button if b.label == "Snap to data").click().run()
+    ok(server_app)
+    assert any("Snapped to image #" in c.value for c in server_app.caption)
+
+
+def _model(model_dirs, name: str = "digits-mlp"):
+    from vae.checkpoint import load_run
+
+    return load_run(model_dirs["assets"] / name).model.eval()
+
+
+def test_explore_live_panel_gets_the_decoder_once_and_kl_ordered_dims(app, model_dirs):
+    from vae.data import load_dataset
+    from vae.export import export_decoder
+
     ok(app)
-    assert all(s.value == 0.0 for s in latent_sliders(app))
-    zero = decoded_url(app)
-    next(b for b in app.button if b.label == "Random z").click().run()
+    assert app.title[0].value == "Explore the latent space"
+    assert any(c.key == "latent_map" for c in app.get("plotly_chart"))
+    assert not latent_sliders(app), "no server-side sliders when the browser decodes"
+    data = live_app.panel(app)
+    model = _model(model_dirs)
+    exp = export_decoder(model)
+    # the carrier holds exactly this model's decoder, and the panel refers to it by id
+    assert data["decoder"] == exp.id
+    assert exp.pack() in live_app.carriers(app)
+    # dimensions ordered by KL, checked against KL computed here from the posterior directly
+    # (the digits test split is small, so the app maps the whole dataset)
+    x = load_dataset("digits", "all").x
+    with torch.no_grad():
+        q = model.encode(x)
+        kl = (0.5 * (q.mean**2 + q.logvar.exp() - 1 - q.logvar)).mean(0).numpy()
+    assert data["order"] == np.argsort(-kl, kind="stable").tolist()
+    assert data["kl"] == pytest.approx(kl.tolist(), abs=2e-2)
+    assert data["z"] == [0.0] * 4 and data["proj"]["method"] == "pca"
+    # PCA is sent exactly: components orthonormal, mean of the codes
+    comps = np.array(data["proj"]["components"])
+    assert np.allclose(comps @ comps.T, np.eye(2), atol=1e-5)
+    assert app.query_params["model"] == "asset:digits-mlp"
+
+
+def test_released_z_reaches_python_url_and_star(app):
+    live_app.send_z(app, [2.0, -1.0, 0.5, 0.25])
     ok(app)
-    assert any(s.value != 0.0 for s in latent_sliders(app))
-    assert decoded_url(app) != zero
-    next(b for b in app.button if b.label == "Snap to data").click().run()
+    assert app.query_params["z"] == "2.00,-1.00,0.50,0.25"
+    data = live_app.panel(app)
+    assert data["z"] == [2.0, -1.0, 0.5, 0.25]
+    # the server's star for that z: (z - mean) @ components, computed here with numpy
+    p = data["proj"]
+    want = (np.array(data["z"]) - np.array(p["mean"])) @ np.array(p["components"]).T
+    assert data["serverStar"] == pytest.approx(want.tolist(), abs=1e-4)
+    # the same release again is taken once only; a page switch keeps the z
+    app.switch_page("pages/traverse.py").run()
     ok(app)
-    assert any("Snapped to image #" in c.value for c in app.caption)
+    app.switch_page("pages/explore.py").run()
+    assert live_app.panel(app)["z"] == [2.0, -1.0, 0.5, 0.25]
+
+
+def test_snap_trigger_loads_the_nearest_dataset_code(app, model_dirs):
+    from vae.data import load_dataset
+
+    live_app.trigger(app, "snap", [1.5, 1.5, 0.0, 0.0])
+    ok(app)
+    cap = next(c.value for c in app.caption if c.value.startswith("Snapped to image #"))
+    row = int(cap.split("#")[1].split(" ")[0])
+    z = np.array(live_app.panel(app)["z"])
+    # the snapped z is that image's posterior mean, encoded here
+    x = load_dataset("digits", "all").x[row : row + 1]  # the app maps all of digits
+    with torch.no_grad():
+        mean = _model(model_dirs).encode(x).mean[0].numpy()
+    assert z == pytest.approx(np.round(mean, 2), abs=1e-6)
+
+
+def test_wide_model_live_panel_shows_top_16_then_all(app):
+    app.sidebar.selectbox(key="model").set_value("asset:digits-wide").run()
+    ok(app)
+    data = live_app.panel(app)
+    assert data["top"] == 16 and data["showAll"] is False and len(data["order"]) == 20
+    app.toggle(key="show_all_dims").set_value(True).run()
+    ok(app)
+    assert live_app.panel(app)["showAll"] is True
+    live_app.send_z(app, [0.1] * 20)
+    assert len(app.query_params["z"].split(",")) == 20
+    app.sidebar.selectbox(key="model").set_value("asset:digits-mlp").run()
+    ok(app)
+    assert len(live_app.panel(app)["z"]) == 4
+
+
+def test_tsne_map_sends_the_table_for_the_live_star(app):
+    app.get("button_group")[0].set_value("tsne").run()
+    ok(app)
+    data = live_app.panel(app)
+    assert data["proj"]["method"] == "tsne" and data["proj"]["table"]
+    blobs = [b for b in live_app.carriers(app) if b[:4] == b"VAET"]
+    assert len(blobs) == 1
+    assert "approximately" in data["note"]
 
 
 def test_url_reproduces_the_view(model_dirs, monkeypatch):
@@ -128,29 +233,28 @@ def test_url_reproduces_the_view(model_dirs, monkeypatch):
     at.query_params.update({"model": "asset:digits-mlp", "z": "1.00,-1.00,0.50,0.00", "idx": "7"})
     at.run()
     ok(at)
-    values = {int(s.key.rsplit(":", 1)[1]): s.value for s in latent_sliders(at)}
-    assert values == {0: 1.0, 1: -1.0, 2: 0.5, 3: 0.0}
+    assert live_app.current_z(at).tolist() == [1.0, -1.0, 0.5, 0.0]
     assert any(s.value.startswith("Image #7 ") for s in at.subheader)
 
 
-def test_wide_model_shows_top_16_then_all(app):
-    app.sidebar.selectbox(key="model").set_value("asset:digits-wide").run()
-    ok(app)
-    assert len(latent_sliders(app)) == 16
-    app.toggle(key="show_all_dims").set_value(True).run()
-    ok(app)
-    assert len(latent_sliders(app)) == 20
-    assert app.query_params["model"] == "asset:digits-wide"
+def test_wide_model_shows_top_16_then_all_server_side(server_app):
+    server_app.sidebar.selectbox(key="model").set_value("asset:digits-wide").run()
+    ok(server_app)
+    assert len(latent_sliders(server_app)) == 16
+    server_app.toggle(key="show_all_dims").set_value(True).run()
+    ok(server_app)
+    assert len(latent_sliders(server_app)) == 20
+    assert server_app.query_params["model"] == "asset:digits-wide"
 
 
-def test_switching_models_resets_sliders_to_the_new_size(app):
-    latent_sliders(app)[0].set_value(1.0).run()
-    app.sidebar.selectbox(key="model").set_value("asset:digits-wide").run()
-    ok(app)
-    assert len(app.query_params["z"].split(",")) == 20
-    app.sidebar.selectbox(key="model").set_value("asset:digits-mlp").run()
-    ok(app)
-    assert len(latent_sliders(app)) == 4
+def test_switching_models_resets_sliders_to_the_new_size_server_side(server_app):
+    latent_sliders(server_app)[0].set_value(1.0).run()
+    server_app.sidebar.selectbox(key="model").set_value("asset:digits-wide").run()
+    ok(server_app)
+    assert len(server_app.query_params["z"].split(",")) == 20
+    server_app.sidebar.selectbox(key="model").set_value("asset:digits-mlp").run()
+    ok(server_app)
+    assert len(latent_sliders(server_app)) == 4
 
 
 def test_colour_and_size_controls(app):
@@ -182,8 +286,7 @@ def test_upload_shows_an_encoding(app):
     app.button(key="to_explore_0").click().run()
     ok(app)
     assert app.title[0].value == "Explore the latent space"
-    z = np.array([s.value for s in sorted(latent_sliders(app), key=lambda s: s.key)])
-    assert np.abs(z).sum() > 0
+    assert np.abs(live_app.current_z(app)).sum() > 0
 
 
 def test_bad_upload_gets_a_clear_message(app):
@@ -207,7 +310,7 @@ def test_upload_checkpoint_zip(app, model_dirs):
     app.sidebar.get("file_uploader")[0].set_value(("run.zip", blob, "application/zip")).run()
     ok(app)
     assert app.sidebar.selectbox(key="model").value.startswith("upload:")
-    assert len(latent_sliders(app)) == 4
+    assert len(live_app.current_z(app)) == 4
 
 
 def test_unsafe_checkpoint_zip_is_refused(app):
@@ -223,7 +326,7 @@ def test_add_folder_by_path(app, model_dirs, tmp_path):
     next(b for b in app.sidebar.button if b.label == "Add folder").click().run()
     ok(app)
     assert app.sidebar.selectbox(key="model").value == f"path:{run.resolve()}"
-    assert len(latent_sliders(app)) == 3
+    assert len(live_app.current_z(app)) == 3
     app.sidebar.text_input[0].input(str(tmp_path / "nope"))
     next(b for b in app.sidebar.button if b.label == "Add folder").click().run()
     assert any("is not a folder" in e.value for e in app.sidebar.error)
@@ -238,7 +341,7 @@ def test_lasso_selection_shows_grid_and_mean_decoding(app):
     assert any("mean latent code" in c for c in captions)
     app.button(key="lasso_to_sliders").click().run()
     ok(app)
-    assert any(s.value != 0.0 for s in latent_sliders(app))
+    assert np.any(live_app.current_z(app) != 0.0)
 
 
 def test_map_selection_maps_back_to_table_rows():

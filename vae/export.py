@@ -108,7 +108,11 @@ class _Decode(nn.Module):
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, _LEAVES)
+        # torch's own layers are leaves (so an unsupported one is named, not traced into);
+        # user modules and containers are traced through.
+        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return False
+        return isinstance(m, _LEAVES) or type(m).__module__.startswith("torch.nn")
 
 
 @torch.no_grad()
@@ -116,14 +120,18 @@ def export_decoder(model: nn.Module, latent_dim: int | None = None) -> DecoderEx
     """Trace `model.decode` (z (B, D) -> image mean (B, C, H, W)) into a browser layer graph."""
     dim = int(latent_dim or model.config.latent_dim)
     p = next(model.parameters())
-    wrapper = _Decode(model).eval()
+    was_training = model.training
+    wrapper = _Decode(model).eval()  # the browser shows inference: BatchNorm uses running stats
     try:
-        graph = _Tracer().trace(wrapper)
-    except Exception as e:  # noqa: BLE001 - any tracing failure means "not exportable"
-        raise ExportError(f"the decoder cannot be traced ({type(e).__name__}: {e})") from e
-    gm = fx.GraphModule(wrapper, graph)
-    ShapeProp(gm).propagate(torch.zeros(1, dim, device=p.device, dtype=p.dtype))
-    return _Builder(gm, dim).build()
+        try:
+            graph = _Tracer().trace(wrapper)
+        except Exception as e:  # noqa: BLE001 - any tracing failure means "not exportable"
+            raise ExportError(f"the decoder cannot be traced ({type(e).__name__}: {e})") from e
+        gm = fx.GraphModule(wrapper, graph)
+        ShapeProp(gm).propagate(torch.zeros(1, dim, device=p.device, dtype=p.dtype))
+        return _Builder(gm, dim).build()
+    finally:
+        model.train(was_training)
 
 
 class _Builder:
@@ -134,6 +142,7 @@ class _Builder:
         self.chunks: list[np.ndarray] = []
         self.offset = 0
         self.ids: dict[fx.Node, int] = {}
+        self.emitter: dict[int, fx.Node] = {}  # layer index -> the node that computed it
 
     # -- helpers ----------------------------------------------------------------------------
     def _weights(self, t: torch.Tensor) -> list[int]:
@@ -155,6 +164,7 @@ class _Builder:
             {"op": op, "in": [self.ids[i] for i in inputs], "shape": self._shape(node), **kw}
         )
         self.ids[node] = idx
+        self.emitter[idx] = node
 
     def _alias(self, node: fx.Node, src: fx.Node) -> None:
         self.ids[node] = self.ids[src]
@@ -203,6 +213,8 @@ class _Builder:
         if isinstance(m, _SKIP):
             self._alias(node, src)
         elif isinstance(m, nn.Linear):
+            if len(self._shape(src)) != 1:
+                raise ExportError("a Linear layer on a feature map (not a vector) is not supported")
             b = m.bias if m.bias is not None else torch.zeros(m.out_features)
             w, bb = self._weights(m.weight), self._weights(b)  # weight (out, in)
             self._emit(node, "linear", [src], w=w, b=bb, n_in=m.in_features, n_out=m.out_features)
@@ -240,15 +252,18 @@ class _Builder:
         )
 
     def _batchnorm(self, node: fx.Node, src: fx.Node, m: nn.Module) -> None:
-        if m.training or m.running_mean is None:
-            raise ExportError("BatchNorm must be in eval mode with running statistics")
+        if m.running_mean is None:
+            raise ExportError("BatchNorm without running statistics is not supported")
         scale = m.weight if m.affine else torch.ones_like(m.running_mean)
         shift = m.bias if m.affine else torch.zeros_like(m.running_mean)
         a = scale / torch.sqrt(m.running_var + m.eps)  # y = a * x + c, per channel
         c = shift - a * m.running_mean
         prev = self.layers[self.ids[src]]
-        users = len(src.users)
-        if prev["op"] in ("linear", "conv2d", "conv_transpose2d") and users == 1:
+        # fold only into a layer whose output feeds nothing else (not even through an alias)
+        idx = self.ids[src]
+        sharing = [n for n, i in self.ids.items() if i == idx]
+        sole = sum(len(n.users) for n in sharing) - (len(sharing) - 1) == 1
+        if prev["op"] in ("linear", "conv2d", "conv_transpose2d") and sole:
             self._fold(prev, a, c)
             self._alias(node, src)
         else:
@@ -310,6 +325,8 @@ class _Builder:
         elif t is operator.getitem:
             self._crop(node)
         elif t in (operator.add, torch.add, "add") and len(node.all_input_nodes) == 2:
+            if node.kwargs.get("alpha", 1) != 1 or len(node.args) > 2:
+                raise ExportError("addition with a scale (alpha) is not supported")
             a, b = node.all_input_nodes
             if self._shape(a) != self._shape(b):
                 raise ExportError("addition with broadcasting is not supported")

@@ -10,7 +10,7 @@ and an unchanged carrier is never re-run). Views refer to it by id, so their JSO
     live.path("path", {...})                   # Interpolate: scrub along the path A -> B
 
 Every view decodes on each `input` event in JS and sends z back to Python once, on release, as
-the state value `z` = {"v": [...], "seq": "..."}; `take_z(res, seen_key)` returns it once.
+the state value `z` = {"v": [...], "seq": "..."}; `take_z(key, ...)` returns it once.
 `VAE_LIVE_DECODER=0` turns browser decoding off (the pages then decode on the server).
 """
 
@@ -128,9 +128,12 @@ def path(key: str, data: dict[str, Any]) -> Any:
     return _mount(key, {"mode": "path", **data})
 
 
-def take_z(result: Any, seen_key: str, dim: int) -> np.ndarray | None:
-    """The z a view sent on release, once per release (None when there is nothing new)."""
-    value = getattr(result, "z", None) if result is not None else None
+def take_z(key: str, seen_key: str, dim: int) -> np.ndarray | None:
+    """The z the view `key` sent on release, once per release (None when there is nothing new).
+
+    Read from session state before the view is drawn, so that the run draws with it."""
+    state = st.session_state.get(key)
+    value = state.get("z") if isinstance(state, dict) else None
     if not isinstance(value, dict) or value.get("seq") == st.session_state.get(seen_key):
         return None
     st.session_state[seen_key] = value.get("seq")
@@ -139,3 +142,12 @@ def take_z(result: Any, seen_key: str, dim: int) -> np.ndarray | None:
     except (TypeError, ValueError):
         return None
     return z if z.size == dim and np.isfinite(z).all() else None
+
+
+def rerun_view() -> None:
+    """Rerun the fragment this view is in (the whole app when this run is not a fragment run),
+    so that a z set by Python reaches the browser."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    st.rerun(scope="fragment" if ctx is not None and ctx.fragment_ids_this_run else "app")
