@@ -240,6 +240,21 @@ def latent_panel() -> None:
         row, label = st.session_state.pop("_snapped")
         st.caption(f"Snapped to image #{row} (label {label}).")
     st.caption(panel_caption(kl))
+    with st.expander("2-D pad: drag over two dimensions at once", icon=":material/grid_on:"):
+        pad_z = live.pad_panel(
+            run,
+            live_dec,
+            key=f"pad-{model_key}",
+            z=z,
+            order=[int(d) for d in sliders.order(kl)],
+            label=lambda d: f"z{d} · KL {kl[d]:.2f}",
+            limit=limit,
+            group=model_key,
+            zv=st.session_state.get(zv_key, 0),
+        )
+    if pad_z is not None:
+        z = np.clip(pad_z, -limit, limit).astype(np.float32)
+        state.set_current_z(z)
     state.sync_url(z=z)
 
 

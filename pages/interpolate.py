@@ -8,7 +8,7 @@ from vae.imageio import ImageError, open_image
 from vae.preprocess import PreprocessError
 from vae.projection import ProjectionError
 from vae.traversal import attribute_vector, nearest_labels, path_codes
-from vae.ui import cache, charts, data, grids, images, infer, models, plots, state
+from vae.ui import cache, charts, data, grids, images, infer, live, models, plots, state
 
 URL = "interpolate-latents"
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -156,6 +156,23 @@ with tab_path:
             width=tile,
             output_format="PNG",
         )
+        live_dec = live.decoder(run)
+        if live_dec is not None:
+            st.markdown("**Scrub along the path**")
+            live.path(
+                "interp-scrub",
+                {
+                    "decoder": live_dec.id,
+                    "za": [float(v) for v in za],
+                    "zb": [float(v) for v in zb],
+                    "interp": mode,
+                    "t": 0.5,
+                },
+            )
+            st.caption(
+                "Drag the handle from A to B (or use the arrow keys): every point of the "
+                f"{MODES.get(mode, mode)} path is decoded in your browser as you move."
+            )
         strip = grids.strip(decoded, [f"{v:.2f}" for v in t], tile=72)
         gif = grids.gif_bytes(decoded, size=192, fps=6)
         d1, d2, _ = st.columns([1, 1, 3])

@@ -6,7 +6,7 @@ import streamlit as st
 from vae.data import DatasetError
 from vae.projection import ProjectionError
 from vae.traversal import manifold_codes, offsets, plane_points, traversal_codes
-from vae.ui import cache, data, grids, images, infer, models, plots, state
+from vae.ui import cache, data, grids, images, infer, live, models, plots, sliders, state
 
 URL = "traverse-latents"
 STEPS = [5, 7, 9, 11, 13]
@@ -84,8 +84,8 @@ def tick(v: float) -> str:
     return f"{v:+.2f}".rstrip("0").rstrip(".")
 
 
-tab_rows, tab_plane, tab_gif = st.tabs(
-    ["One dimension per row", "Two dimensions at once", "Animated GIF"]
+tab_rows, tab_plane, tab_pad, tab_gif = st.tabs(
+    ["One dimension per row", "Two dimensions at once", "Live 2-D pad", "Animated GIF"]
 )
 
 # --- one dimension per row ------------------------------------------------------------------------
@@ -230,6 +230,36 @@ with tab_plane:
             icon=":material/download:",
             key="trav_plane_png",
         )
+
+# --- a live pad over two dimensions (decoded in the browser) -------------------------------------
+with tab_pad:
+    live_dec = live.decoder(run)
+    if live_dec is None:
+        reason = live.unsupported_reason(run)
+        st.info(
+            "The live pad decodes in your browser, which this model's decoder does not allow"
+            + (f": {reason}." if reason else " (browser decoding is turned off).")
+            + " The **Two dimensions at once** tab shows the same plane as a grid.",
+            icon=":material/grid_off:",
+        )
+    else:
+        pad_limit = sliders.limit_for(table.mean) if table is not None else sliders.LIMIT
+        st.caption(
+            f"Set two dimensions at once around the centre ({centre_text}); the other "
+            f"{D - 2} stay fixed. Releasing the handle makes this z the one Explore shows."
+        )
+        pad_z = live.pad_panel(
+            run,
+            live_dec,
+            key=f"trav-pad-{model_key}",
+            z=np.clip(centre, -pad_limit, pad_limit),
+            order=order,
+            label=dim_label,
+            limit=pad_limit,
+            group=model_key,
+        )
+        if pad_z is not None:
+            state.set_current_z(np.clip(pad_z, -pad_limit, pad_limit).astype(np.float32))
 
 # --- one dimension as an animation ----------------------------------------------------------------
 with tab_gif:

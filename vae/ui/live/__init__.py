@@ -29,7 +29,8 @@ import streamlit as st
 
 from vae.checkpoint import Run
 from vae.export import ExportError, export_decoder
-from vae.ui import models
+from vae.traversal import manifold_codes
+from vae.ui import images, infer, models
 
 _DIR = Path(__file__).parent
 _JS = (_DIR / "decoder.js").read_text() + "\n" + (_DIR / "live.js").read_text()
@@ -117,15 +118,15 @@ def _mount(key: str, data: dict[str, Any], **events: Any) -> Any:
 
 def latent_panel(key: str, data: dict[str, Any]) -> Any:
     """Explore's panel; the result has `z` (state) and `snap` (a trigger with the current z)."""
-    return _mount(key, {"mode": "panel", **data}, on_snap_change=_noop)
+    return _mount(key, {**data, "mode": "panel"}, on_snap_change=_noop)
 
 
 def pad(key: str, data: dict[str, Any]) -> Any:
-    return _mount(key, {"mode": "pad", **data})
+    return _mount(key, {**data, "mode": "pad"})
 
 
 def path(key: str, data: dict[str, Any]) -> Any:
-    return _mount(key, {"mode": "path", **data})
+    return _mount(key, {**data, "mode": "path"})
 
 
 def take_z(key: str, seen_key: str, dim: int) -> np.ndarray | None:
@@ -151,3 +152,60 @@ def rerun_view() -> None:
 
     ctx = get_script_run_ctx()
     st.rerun(scope="fragment" if ctx is not None and ctx.fragment_ids_this_run else "app")
+
+
+PAD_STEPS = 9  # thumbnails per side of the pad's faint manifold grid
+
+
+def pad_grid(run: Run, z: np.ndarray, dims: tuple[int, int], limit: float) -> str:
+    """The decoded 2-D manifold under the pad: dims[0] across, dims[1] up, the rest of z fixed."""
+    a, b = dims
+    centre = np.asarray(z, np.float32).copy()
+    centre[[a, b]] = 0.0
+    vals = np.linspace(-limit, limit, PAD_STEPS, dtype=np.float32)
+    codes = manifold_codes(centre, a, b, vals)  # (S, S, D), larger dims[1] at the top
+    tiles = infer.decode(run, codes.reshape(-1, centre.size))  # (S*S, C, H, W)
+    return images.data_uri(images.upscale(images.grid(list(tiles), PAD_STEPS, pad=0), 360))
+
+
+def pad_panel(
+    run: Run,
+    dec: LiveDecoder,
+    *,
+    key: str,
+    z: np.ndarray,
+    order: list[int],
+    label: Any,
+    limit: float,
+    group: str,
+    zv: int = 0,
+) -> np.ndarray | None:
+    """Two dimension pickers and the pad; returns the z released on the pad (once), else None.
+
+    `order` lists the dimensions most informative first, so the default pair is the two with
+    the most KL; `label(d)` names a dimension.
+    """
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("Across (→)", order, index=0, format_func=label, key=f"{key}:a")
+    rest = [d for d in order if d != a]
+    b = c2.selectbox("Up (↑)", rest, index=0, format_func=label, key=f"{key}:b")
+    new = take_z(key, f"_seen:{key}", len(z))
+    z = np.asarray(z if new is None else new, np.float32)
+    pad(
+        key,
+        {
+            "decoder": dec.id,
+            "group": group,
+            "z": [float(v) for v in z],
+            "zv": zv,
+            "dims": [int(a), int(b)],
+            "limit": float(limit),
+            "grid": pad_grid(run, z, (int(a), int(b)), limit),
+        },
+    )
+    st.caption(
+        "Drag the handle (or focus the pad and use the arrow keys; Shift for bigger steps): the "
+        f"decoded image follows in your browser. Under the pad: {PAD_STEPS}×{PAD_STEPS} decodings "
+        "of the same plane, the 2-D manifold the decoder draws."
+    )
+    return new

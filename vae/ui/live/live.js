@@ -6,7 +6,25 @@ const LIVE = (globalThis.__vaeLive = globalThis.__vaeLive || {
   decoders: {}, tables: {}, waiters: [], last: {},
   stats: { frames: 0, decodeMs: [], inputToPaint: [] },
 });
+LIVE.groups = LIVE.groups || {}; // views of one model on a page share z while it moves
 const INST = new WeakMap(); // parentElement -> instance state
+
+function join(inst) {
+  const g = inst.data.group;
+  if (!g) return;
+  (LIVE.groups[g] = LIVE.groups[g] || new Set()).add(inst);
+  inst.group = g;
+}
+function share(inst) {
+  const g = LIVE.groups[inst.group];
+  if (!g) return;
+  for (const o of g) {
+    if (o === inst) continue;
+    if (!o.root.isConnected) { g.delete(o); continue; }
+    o.z = Float32Array.from(inst.z);
+    if (o.refresh) o.refresh();
+  }
+}
 
 function register(kind, id, obj) {
   LIVE[kind][id] = obj;
@@ -223,6 +241,7 @@ function buildPanel(inst, root) {
       inst.z[dim] = parseFloat(input.value);
       out.textContent = fmt(inst.z[dim]);
       schedule(inst);
+      share(inst);
     });
     input.addEventListener("change", () => sendLater(inst));
     inst.inputs[dim] = [input, out];
@@ -239,7 +258,7 @@ function setZ(inst, z, send) {
   for (const [dim, [input, out]] of Object.entries(inst.inputs)) { input.value = String(inst.z[dim]); out.textContent = fmt(inst.z[dim]); }
   inst.inputAt = performance.now();
   schedule(inst);
-  if (send) sendNow(inst);
+  if (send) { share(inst); sendNow(inst); }
 }
 function schedule(inst) {
   if (inst.frame) return;
@@ -301,6 +320,8 @@ function panel(inst, root) {
   if (d.zv !== inst.zv || !inst.z || inst.z.length !== d.z.length) { inst.zv = d.zv; inst.z = Float32Array.from(d.z); }
   if (sig !== inst.sig) { inst.sig = sig; buildPanel(inst, root); }
   else setZ(inst, inst.z, false);
+  join(inst);
+  inst.refresh = () => setZ(inst, inst.z, false);
   inst.notes.textContent = d.note || "";
   whenReady("decoders", d.decoder, () => schedule(inst));
   if (d.proj && d.proj.table) whenReady("tables", d.proj.table, () => schedule(inst));
@@ -313,7 +334,7 @@ function panel(inst, root) {
 // --- the 2-D pad ---------------------------------------------------------------------------
 function pad(inst, root) {
   const d = inst.data;
-  const sig = JSON.stringify([d.decoder, d.dims, d.limit, d.grid]);
+  const sig = JSON.stringify([d.decoder, d.dims, d.limit]);
   if (d.zv !== inst.zv || !inst.z) { inst.zv = d.zv; inst.z = Float32Array.from(d.z); }
   if (sig !== inst.sig) {
     inst.sig = sig;
@@ -324,7 +345,12 @@ function pad(inst, root) {
     area.append(handle);
     const img = el("canvas", { class: "vl-img", "aria-label": "decoded pad z", role: "img" });
     const cap = el("figcaption", { class: "vl-padcap" });
-    const mk = (k) => { const i = el("input", { type: "range", min: -d.limit, max: d.limit, step: 0.01, "aria-label": `z${d.dims[k]}` }); i.addEventListener("input", () => { inst.z[d.dims[k]] = parseFloat(i.value); inst.inputAt = performance.now(); padDraw(inst); }); i.addEventListener("change", () => sendLater(inst)); return i; };
+    const mk = (k) => {
+      const i = el("input", { type: "range", min: -d.limit, max: d.limit, step: 0.01, "aria-label": `z${d.dims[k]} on the pad` });
+      i.addEventListener("input", () => { inst.z[d.dims[k]] = parseFloat(i.value); inst.inputAt = performance.now(); padDraw(inst); share(inst); });
+      i.addEventListener("change", () => sendLater(inst));
+      return i;
+    };
     const ia = mk(0), ib = mk(1);
     root.append(el("div", { class: "vl-padwrap" }, area, el("figure", { class: "vl-fig" }, img, cap)),
       el("div", { class: "vl-padsliders" }, el("label", { text: `z${d.dims[0]} →` }), ia, el("label", { text: `z${d.dims[1]} ↑` }), ib));
@@ -336,6 +362,7 @@ function pad(inst, root) {
       inst.z[d.dims[1]] = clip((1 - 2 * fy) * d.limit, d.limit);
       inst.inputAt = performance.now();
       if (!inst.frame) inst.frame = requestAnimationFrame(() => { inst.frame = 0; padDraw(inst); });
+      share(inst);
     };
     area.addEventListener("pointerdown", (ev) => { area.setPointerCapture(ev.pointerId); inst.dragging = true; move(ev); });
     area.addEventListener("pointermove", (ev) => { if (inst.dragging) move(ev); });
@@ -346,9 +373,12 @@ function pad(inst, root) {
       ev.preventDefault();
       inst.z[d.dims[k[0]]] = clip(inst.z[d.dims[k[0]]] + k[1], d.limit);
       inst.inputAt = performance.now();
-      padDraw(inst); sendLater(inst);
+      padDraw(inst); share(inst); sendLater(inst);
     });
   }
+  if (d.grid && inst.area) inst.area.style.backgroundImage = `url(${d.grid})`;
+  join(inst);
+  inst.refresh = () => { if (!inst.frame) inst.frame = requestAnimationFrame(() => { inst.frame = 0; padDraw(inst); }); };
   whenReady("decoders", d.decoder, () => padDraw(inst));
 }
 function padDraw(inst) {
@@ -383,7 +413,7 @@ function pathPoint(za, zb, t, mode) {
 }
 function path(inst, root) {
   const d = inst.data;
-  const sig = JSON.stringify([d.decoder, d.za, d.zb, d.mode]);
+  const sig = JSON.stringify([d.decoder, d.za, d.zb, d.interp]);
   if (sig !== inst.sig) {
     inst.sig = sig;
     root.replaceChildren();
@@ -400,10 +430,10 @@ function path(inst, root) {
 function pathDraw(inst) {
   const d = inst.data, dec = LIVE.decoders[d.decoder];
   if (!dec) return;
-  const t = parseFloat(inst.input.value), z = pathPoint(d.za, d.zb, t, d.mode);
+  const t = parseFloat(inst.input.value), z = pathPoint(d.za, d.zb, t, d.interp);
   const img = timedDecode(dec, z);
   paint(inst.canvas, dec, img);
-  inst.cap.textContent = `t = ${t.toFixed(3)} (${d.mode}); drag the handle or use the arrow keys`;
+  inst.cap.textContent = `t = ${t.toFixed(3)} (${d.interp})`;
   LIVE.stats.frames += 1;
   if (inst.inputAt) { LIVE.stats.inputToPaint.push(performance.now() - inst.inputAt); inst.inputAt = 0; }
   LIVE.last.path = { t, z, image: img };
