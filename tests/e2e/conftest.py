@@ -52,9 +52,16 @@ def app_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"assets": assets, "runs": root / "runs", "cache": root / "cache", "root": root}
 
 
-def start_app(env_dirs: dict[str, Path], port: int, script: str = "app.py") -> subprocess.Popen:
+# The decoded picture: a canvas drawn in the browser, or an <img> when decoding on the server.
+DECODED = '[aria-label="decoded z"], img[alt="decoded z"]'
+
+
+def start_app(
+    env_dirs: dict[str, Path], port: int, script: str = "app.py", **extra_env: str
+) -> subprocess.Popen:
     """`streamlit run` in the background, logging to <tmp>/streamlit-<port>.log."""
     env = dict(os.environ)
+    env.update(extra_env)
     env.update(
         VAE_ASSETS_DIR=str(env_dirs["assets"]),
         VAE_RUNS_DIR=str(env_dirs["runs"]),
@@ -105,8 +112,18 @@ def stop_app(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="session")
 def app_url(app_dirs: dict[str, Path], browser):
+    yield from _serve(app_dirs, browser)
+
+
+@pytest.fixture(scope="session")
+def server_app_url(app_dirs: dict[str, Path], browser):
+    """The same app with browser decoding off (`VAE_LIVE_DECODER=0`): server-side sliders."""
+    yield from _serve(app_dirs, browser, VAE_LIVE_DECODER="0")
+
+
+def _serve(app_dirs: dict[str, Path], browser, **extra_env: str):
     port = free_port()
-    proc = start_app(app_dirs, port)
+    proc = start_app(app_dirs, port, **extra_env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
@@ -115,7 +132,7 @@ def app_url(app_dirs: dict[str, Path], browser):
         # folder named pages/ makes it try legacy page discovery before app.py's navigation.)
         pg = browser.new_page()
         pg.goto(url)
-        pg.wait_for_selector('img[alt="decoded z"]', timeout=90_000)
+        pg.wait_for_selector(DECODED, timeout=90_000)
         pg.close()
         yield url
     finally:

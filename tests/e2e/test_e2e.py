@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.conftest import ARTIFACTS, DECODED
 from tests.e2e.helpers import app_pages, digit_photo_png
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-DECODED = 'img[alt="decoded z"]'
+SERVER_DECODED = 'img[alt="decoded z"]'
 LATENT_SLIDER = '[data-testid="stSlider"]:has-text("· KL")'
 
 
@@ -50,9 +50,10 @@ def no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, "the page shows a traceback"
 
 
-def test_slider_key_changes_decoded_image(page, app_url):
-    open_explore(page, app_url)
-    before = page.locator(DECODED).get_attribute("src")
+def test_server_side_slider_key_changes_decoded_image(page, server_app_url):
+    """With browser decoding off, a key press reruns the panel on the server."""
+    open_explore(page, server_app_url)
+    before = page.locator(SERVER_DECODED).get_attribute("src")
     star = star_position(page)
     thumb = page.locator(LATENT_SLIDER).first.locator('input[type="range"]')
     thumb.focus()
@@ -105,19 +106,29 @@ def map_point_pixel(page) -> tuple[float, float]:
 
 
 def star_position(page) -> list[float] | None:
+    """The map's ★: the 'current z' trace (server-side panel) or the live overlay's position."""
     return page.evaluate(
         """() => {
         for (const gd of document.querySelectorAll('.js-plotly-plot')) {
             const t = (gd._fullData || []).find(t => t.name === 'current z');
             if (t) return [t.x[0], t.y[0]];
+            const s = gd.querySelector('[data-testid="live-star"]');
+            if (s && s.dataset.x !== undefined) return [+s.dataset.x, +s.dataset.y];
         }
         return null; }"""
     )
 
 
+LIVE_SLIDER = 'input[type=range][aria-label^="z"]'  # Playwright's CSS pierces shadow roots
+
+
+def live_values(page) -> list[str]:
+    return page.locator(LIVE_SLIDER).evaluate_all("els => els.map(e => e.value)")
+
+
 def test_click_map_point_loads_it(page, app_url):
     open_explore(page, app_url)
-    sliders_before = page.locator(LATENT_SLIDER).all_inner_texts()
+    sliders_before = live_values(page)
     star_before = star_position(page)
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     x, y = map_point_pixel(page)
@@ -126,7 +137,7 @@ def test_click_map_point_loads_it(page, app_url):
     page.get_by_text("Reconstruction").first.wait_for(timeout=20_000)  # same run, just after
     wait_idle(page)
     assert page.get_by_text("Reconstruction").count() > 0
-    assert page.locator(LATENT_SLIDER).all_inner_texts() != sliders_before, "sliders kept values"
+    assert live_values(page) != sliders_before, "sliders kept values"
     star_after = star_position(page)
     assert star_after is not None and star_after != star_before, "the ★ marker did not move"
     assert "idx=" in page.url

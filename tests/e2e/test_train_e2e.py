@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.conftest import ARTIFACTS, DECODED
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -66,7 +66,7 @@ def test_train_watch_stop_then_finish_and_explore(page, app_url, app_dirs):
     no_exception(page)
     page.screenshot(path=str(ARTIFACTS / "train-finished.png"))
     page.get_by_role("button", name="Explore this model").click()
-    page.wait_for_selector('img[alt="decoded z"]', timeout=60_000)
+    page.wait_for_selector(DECODED, timeout=60_000)
     page.wait_for_selector(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=30_000)
     wait_idle(page)
     no_exception(page)

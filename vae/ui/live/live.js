@@ -152,9 +152,14 @@ function placeStar(gd, xy) {
   if (!xy || !L || !L.xaxis || !L.xaxis.l2p) { star.style.display = "none"; return; }
   const xa = L.xaxis, ya = L.yaxis;
   const px = xa._offset + xa.l2p(xy[0]), py = ya._offset + ya.l2p(xy[1]);
-  const inside = px >= xa._offset - 1 && px <= xa._offset + xa._length + 1 && py >= ya._offset - 1 && py <= ya._offset + ya._length + 1;
-  star.style.display = inside ? "block" : "none";
-  star.style.left = `${px}px`; star.style.top = `${py}px`;
+  // beyond the visible axes: pinned to the edge, faded, so it never silently disappears
+  const cx = Math.min(xa._offset + xa._length, Math.max(xa._offset, px));
+  const cy = Math.min(ya._offset + ya._length, Math.max(ya._offset, py));
+  const inside = cx === px && cy === py;
+  star.style.display = "block";
+  star.style.opacity = inside ? "1" : "0.55";
+  star.title = inside ? "current z" : "current z (beyond the edge of the map)";
+  star.style.left = `${cx}px`; star.style.top = `${cy}px`;
   star.dataset.x = String(xy[0]); star.dataset.y = String(xy[1]);
 }
 function attachMap(inst) {
