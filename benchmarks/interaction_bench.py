@@ -15,6 +15,9 @@ model): the part of the latency that Streamlit, the browser and the machine's lo
   Median and 90th percentile of `--presses` presses.
 
 Targets: slider latency <= 150 ms (median), cold start <= 6 s.
+
+The app runs with `VAE_LIVE_DECODER=0` here: this is the server round trip (the panel the app
+falls back to). Browser decoding is timed by `benchmarks/live_bench.py`.
 """
 
 from __future__ import annotations
@@ -165,6 +168,7 @@ def main() -> int:
         VAE_RUNS_DIR=str(tmp / "runs"),
         VAE_CACHE_DIR=str(tmp / "cache"),
         BENCH_MODEL=str(assets / name),
+        VAE_LIVE_DECODER="0",  # the server-side panel; live_bench.py times the browser one
     )
     load = os.getloadavg()
     print(f"model {model} ({name}); presses {args.presses}; load average {load[0]:.1f}")

@@ -6,7 +6,8 @@ its first progress soon after the click.
 Starts `streamlit run app.py` on a free port with temporary models/runs/cache folders (a small
 digits checkpoint for Explore) and drives headless Chromium:
 
-1. idle: on Explore, press → on the first latent slider `--presses` times and time each press
+1. idle: on Explore (browser decoding off, `VAE_LIVE_DECODER=0`, so every press is a server
+   round trip), press → on the first latent slider `--presses` times and time each press
    until the decoded image changes (median);
 2. busy: the same while a CPU training job runs, started through `vae.jobs.start` exactly as
    the Train page does (threads = cores - 1, niced to 10 once it trains, with its autogroup). The
@@ -190,7 +191,8 @@ def main() -> int:
     tiny_digits_checkpoint(dirs["assets"] / "digits-mlp", latent_dim=8, steps=150)
     dirs["runs"].mkdir()
     port = free_port()
-    proc = start_app(dirs, port)
+    # the server-side slider panel: this measures the app process's decode under training load
+    proc = start_app(dirs, port, VAE_LIVE_DECODER="0")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, timeout=120)

@@ -14,6 +14,7 @@ SIZES = [1000, 2000, 5000, 10_000]
 MAP_KEY = "latent_map"
 
 run = models.require_run()
+live_dec = live.decoder(run)  # first: the decoder's weights reach the page while the rest runs
 ds = data.require_dataset(run)
 model_key = st.session_state[state.MODEL]
 D = run.config.latent_dim
@@ -156,7 +157,6 @@ left, right = st.columns([5, 4], gap="large")
 grid = plots.density_grid(xy)
 limit = sliders.limit_for(table.mean)  # ±3, or wider when the data's codes lie further out
 with right:
-    live_dec = live.decoder(run)  # the decoder's weights reach the page once per model
     if live_dec is not None and method != "pca":
         table_id = live.table(table.mean, xy, table.rows)  # for the ★'s neighbour median
     else:

@@ -14,29 +14,12 @@ import pytest
 import torch
 
 from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.helpers import FRAME_WATCH_JS
 from tests.e2e.test_e2e import map_point_pixel, no_exception, open_explore, snap, wait_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 SLIDER = 'input[type=range][aria-label^="z"]'
-
-# Counts distinct pictures of a canvas, sampled once per displayed frame (requestAnimationFrame),
-# by a hash of its pixels: an independent look at what the user sees, not the app's own counter.
-FRAME_WATCH = """(sel) => {
-  const canvas = [...document.querySelectorAll('*')].filter(h => h.shadowRoot)
-      .map(h => h.shadowRoot.querySelector(sel)).find(Boolean);
-  window.__watch = { hashes: [], last: null, on: true };
-  const step = () => {
-    if (!window.__watch.on) return;
-    const ctx = canvas.getContext('2d', { willReadFrequently: true });
-    const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
-    let h = 0;
-    for (let i = 0; i < px.length; i += 4) h = (h * 31 + px[i]) | 0;
-    if (h !== window.__watch.last) { window.__watch.hashes.push(h); window.__watch.last = h; }
-    requestAnimationFrame(step);
-  };
-  requestAnimationFrame(step);
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +68,7 @@ def test_drag_redraws_during_the_drag_and_python_gets_the_final_z(page, app_url,
     slider = page.locator(SLIDER).first
     dim = int(slider.get_attribute("aria-label").split(" ")[0][1:])
     box = slider.bounding_box()
-    page.evaluate(FRAME_WATCH, '[aria-label="decoded z"]')
+    page.evaluate(FRAME_WATCH_JS, '[aria-label="decoded z"]')
     x0, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(x0, y)
     page.mouse.down()
