@@ -225,6 +225,33 @@ def test_tsne_map_sends_the_table_for_the_live_star(app):
     assert "approximately" in data["note"]
 
 
+def test_unsupported_decoder_falls_back_to_server_decoding(tmp_path, monkeypatch):
+    from vae.export import ExportError
+
+    # a model of its own, so no cached export of another test's model is reused
+    tiny_digits_checkpoint(tmp_path / "assets" / "odd", latent_dim=3, steps=5, seed=7)
+    for name, sub in (("ASSETS", "assets"), ("RUNS", "runs"), ("CACHE", "cache")):
+        monkeypatch.setenv(f"VAE_{name}_DIR", str(tmp_path / sub))
+    monkeypatch.setenv("VAE_DEVICE", "cpu")
+
+    def refuse(model, latent_dim=None):
+        raise ExportError("the browser cannot run a LSTM layer")
+
+    monkeypatch.setattr("vae.ui.live.export_decoder", refuse)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    ok(at)
+    assert not live_app.views(at) and not live_app.carriers(at)
+    assert any("cannot run a LSTM layer" in c.value for c in at.caption)
+    before = decoded_url(at)
+    latent_sliders(at)[0].set_value(1.5).run()
+    ok(at)
+    assert decoded_url(at) != before  # decoded on the server
+    at.switch_page("pages/traverse.py").run()
+    ok(at)
+    assert any("cannot run a LSTM layer" in i.value for i in at.info)
+
+
 def test_url_reproduces_the_view(model_dirs, monkeypatch):
     monkeypatch.setenv("VAE_ASSETS_DIR", str(model_dirs["assets"]))
     monkeypatch.setenv("VAE_RUNS_DIR", str(model_dirs["runs"]))
