@@ -251,6 +251,16 @@ function buildPanel(inst, root) {
       share(inst);
     });
     input.addEventListener("change", () => sendLater(inst));
+    // The range moves in 0.01 steps so a drag is smooth; keys move 0.1 (Page Up/Down: 1), as the
+    // server-side sliders did. Home/End keep the browser's own behaviour.
+    input.addEventListener("keydown", (ev) => {
+      const step = { ArrowRight: 0.1, ArrowUp: 0.1, ArrowLeft: -0.1, ArrowDown: -0.1, PageUp: 1, PageDown: -1 }[ev.key];
+      if (step === undefined) return;
+      ev.preventDefault();
+      input.value = String(clip(parseFloat(input.value) + step, d.limit));
+      input.dispatchEvent(new Event("input"));
+      input.dispatchEvent(new Event("change"));
+    });
     inst.inputs[dim] = [input, out];
     sliders.append(row);
   }
