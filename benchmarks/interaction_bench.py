@@ -143,12 +143,34 @@ def default_model() -> Path:
     return ROOT / "assets" / "digits-mlp"
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def cli(doc: str) -> argparse.Namespace:
+    """The browser benchmarks' shared options: --model, --presses, --json."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: app's)")
     p.add_argument("--presses", type=int, default=15)
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def fresh_copy(model: Path, tmp: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the model under tmp/assets, with empty runs and cache folders, so that the
+    first start has an empty disk cache; returns (the copy, the app's environment)."""
+    copy = tmp / "assets" / model.name
+    copy.mkdir(parents=True, exist_ok=True)
+    for f in ("config.json", "model.safetensors", "metrics.json"):
+        if (model / f).exists():
+            shutil.copy2(model / f, copy / f)
+    env = dict(os.environ)
+    env.update(
+        VAE_ASSETS_DIR=str(copy.parent),
+        VAE_RUNS_DIR=str(tmp / "runs"),
+        VAE_CACHE_DIR=str(tmp / "cache"),
+    )
+    return copy, env
+
+
+def main() -> int:
+    args = cli(__doc__)
     if not CHROMIUM.exists():
         print(f"needs Chromium at {CHROMIUM}", file=sys.stderr)
         return 2
@@ -156,18 +178,10 @@ def main() -> int:
 
     model = (args.model or default_model()).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="vae-bench-"))
-    assets = tmp / "assets"
+    copy, env = fresh_copy(model, tmp)
     name = model.name
-    for f in ("config.json", "model.safetensors", "metrics.json"):
-        if (model / f).exists():
-            (assets / name).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(model / f, assets / name / f)
-    env = dict(os.environ)
     env.update(
-        VAE_ASSETS_DIR=str(assets),
-        VAE_RUNS_DIR=str(tmp / "runs"),
-        VAE_CACHE_DIR=str(tmp / "cache"),
-        BENCH_MODEL=str(assets / name),
+        BENCH_MODEL=str(copy),
         VAE_LIVE_DECODER="0",  # the server-side panel; live_bench.py times the browser one
     )
     load = os.getloadavg()

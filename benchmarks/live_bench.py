@@ -28,7 +28,6 @@ hover -> preview <= 50 ms, payload <= 2 MB, first frame <= 1 s after first paint
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -42,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.interaction_bench import default_model, launch, wait_idle  # noqa: E402
+from benchmarks.interaction_bench import cli, default_model, fresh_copy, launch, wait_idle  # noqa: E402
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, stop_app, wait_healthy  # noqa: E402
 from tests.e2e.helpers import FRAME_WATCH_JS, free_port  # noqa: E402
 
@@ -251,11 +250,7 @@ def server_run(
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: app's)")
-    p.add_argument("--presses", type=int, default=15)
-    p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
-    args = p.parse_args()
+    args = cli(__doc__)
     if not CHROMIUM.exists():
         print(f"needs Chromium at {CHROMIUM}", file=sys.stderr)
         return 2
@@ -263,17 +258,7 @@ def main() -> int:
 
     model = (args.model or default_model()).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="vae-live-bench-"))
-    assets = tmp / "assets" / model.name
-    assets.mkdir(parents=True)
-    for f in ("config.json", "model.safetensors", "metrics.json"):
-        if (model / f).exists():
-            shutil.copy2(model / f, assets / f)
-    env = dict(os.environ)
-    env.update(
-        VAE_ASSETS_DIR=str(assets.parent),
-        VAE_RUNS_DIR=str(tmp / "runs"),
-        VAE_CACHE_DIR=str(tmp / "cache"),
-    )
+    _, env = fresh_copy(model, tmp)
     load = os.getloadavg()[0]
     print(f"model {model.name}; presses {args.presses}; load average {load:.1f}")
     try:
