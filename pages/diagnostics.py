@@ -195,7 +195,14 @@ with tabs[2]:
                 f"Saved evaluation on the {split} split: IWAE NLL **{ev['iwae_nll']:.2f}** nats "
                 f"(k = {ev.get('iw_samples', '?')}, {ev.get('n', '?')} images"
                 + (", binarized" if ev.get("binarized") else "")
-                + f"), ELBO {ev.get('elbo', float('nan')):.2f}."
+                + f"), and the ELBO of those same images {ev.get('elbo', float('nan')):.2f}"
+                + (
+                    f" (one fixed binarization draw, seed {ev.get('seed', 0)}; the Test ELBO above"
+                    " is the trainer's last-epoch figure over its own draws, hence the small "
+                    "difference)."
+                    if ev.get("binarized")
+                    else "."
+                )
             )
     if ds is None:
         st.info("Estimating the NLL needs the dataset.", icon=":material/folder_off:")

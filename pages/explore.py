@@ -345,10 +345,11 @@ def _snap(keys: list[str], z: np.ndarray) -> None:
 with right:
     latent_panel()
 
-# On a session's first run the map waits for a second run a moment later: the browser then
-# paints the decoded image before it spends seconds loading Plotly and drawing 10,000 WebGL
-# points (measured: first image about 1 s sooner on a busy 2-core machine).
-defer_map = not st.session_state.get("_map_drawn")
+# With server-side decoding, a session's first run leaves the map to a second run a moment
+# later: the browser then paints the decoded image before it spends seconds loading Plotly and
+# drawing 10,000 WebGL points (measured: first image about 1 s sooner on a busy 2-core machine).
+# The browser decoder needs no such pause (and a click during it could be lost to the rerun).
+defer_map = live_dec is None and not st.session_state.get("_map_drawn")
 st.session_state["_map_drawn"] = True
 
 with left:

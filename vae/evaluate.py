@@ -29,6 +29,7 @@ from vae.device import resolve_device
 from vae.latents import encode_dataset, run_dataset
 from vae.metrics import active_units, evaluate_elbo, iwae_nll, kl_per_dim, mig
 from vae.objectives import dynamic_binarize
+from vae.record import RunRecord
 
 
 def evaluate_run(
@@ -42,7 +43,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Every metric of `run` on `ds`, as a JSON-ready dict."""
     model, x = run.model, ds.x
-    binarize = model.config.likelihood == "bernoulli" and ds.binary_like
+    binarize = RunRecord.read(run.path).binarize(ds.binary_like)  # as the run was trained
     if binarize:  # once, so the ELBO and the IWAE bound see the same binary images
         x = dynamic_binarize(x, torch.Generator().manual_seed(seed))
     out: dict[str, Any] = {

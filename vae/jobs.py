@@ -46,6 +46,7 @@ from vae.checkpoint import (
     read_json,
 )
 from vae.config import ModelConfig, TrainConfig
+from vae.record import headline
 from vae.train import LOG_FILE, STATUS_FILE, STOP_FILE
 
 JOB_FILE = "job.json"
@@ -601,24 +602,11 @@ class RunInfo:
         return self.status.name
 
 
-def headline(metrics: dict[str, Any]) -> tuple[str, float | None]:
-    """IWAE NLL when the run was evaluated, else the final test ELBO."""
-    ev = metrics.get("evaluation")
-    if isinstance(ev, dict):
-        for k, v in ev.items():
-            if "nll" in k and isinstance(v, (int, float)):
-                return "NLL", float(v)
-    for k, label in (("test_nll", "NLL"), ("test_elbo", "test ELBO")):
-        if isinstance(metrics.get(k), (int, float)):
-            return label, float(metrics[k])
-    return "", None
-
-
 def run_info(run_dir: Path) -> RunInfo:
     s = job_status(run_dir)
     cfg = _read(run_dir / CONFIG_FILE)
     metrics = _read(run_dir / METRICS_JSON)
-    label, value = headline(metrics)
+    head = headline(metrics)  # the one rule (vae.record): IWAE NLL when evaluated, else ELBO
     size = sum(p.stat().st_size for p in run_dir.iterdir() if p.is_file())
     return RunInfo(
         status=s,
@@ -626,8 +614,8 @@ def run_info(run_dir: Path) -> RunInfo:
         latent_dim=int((cfg.get("model") or {}).get("latent_dim") or 0),
         arch=str((cfg.get("model") or {}).get("arch") or "?"),
         epochs=int(metrics.get("epochs") or s.epoch or 0),
-        score=f"{label} {value:.1f}" if value is not None else "",
-        score_value=value,
+        score=head.short() if head else "",
+        score_value=head.value if head else None,
         wall_time_s=metrics.get("wall_time_s"),
         device=str(metrics.get("device") or s.device or ""),
         created=str(cfg.get("created") or ""),

@@ -42,6 +42,7 @@ from vae.data import DatasetError, load_dataset
 from vae.device import resolve_device
 from vae.model import VAE
 from vae.objectives import dynamic_binarize, elbo, iwae_objective
+from vae.record import binarize_rule
 
 STATUS_FILE = "status.json"
 STEPS_FILE = "steps.jsonl"
@@ -258,9 +259,7 @@ def train(
             f"dataset {cfg.dataset} has images of shape {train_ds.image_shape}, but the model "
             f"expects {model_cfg.image_shape}"
         )
-    binarize = cfg.binarize
-    if binarize is None:
-        binarize = model_cfg.likelihood == "bernoulli" and train_ds.binary_like
+    binarize = binarize_rule(cfg.binarize, model_cfg.likelihood, train_ds.binary_like)
     x_train = train_ds.x.to(device)  # (N, C, H, W)
     x_test = test_ds.x.to(device)
 

@@ -43,6 +43,8 @@ def start_job(page, name: str, epochs: int) -> None:
 def test_train_watch_stop_then_finish_and_explore(page, app_url, app_dirs):
     page.set_viewport_size({"width": 1440, "height": 2000})  # the app scrolls inside its frame
     page.goto(app_url)  # a deep link on a fresh server shows "Page not found" first
+    page.wait_for_selector(DECODED, timeout=60_000)
+    wait_idle(page)  # a click while Explore's first run is still going can be lost
     page.get_by_role("link", name="Train", exact=True).click()
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     wait_idle(page)

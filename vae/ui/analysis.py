@@ -20,6 +20,7 @@ import numpy as np
 import streamlit as st
 
 from vae.checkpoint import METRICS_JSON, METRICS_JSONL, CheckpointError, Run, read_json, read_jsonl
+from vae.record import RunRecord
 from vae.ui import data, models
 from vae.ui.cache import LatentTable
 
@@ -64,8 +65,9 @@ def iwae_nll(
     """IWAE NLL (nats) of the first `n` images of the dataset with k samples each, and the
     single-sample -ELBO of the same images for comparison (the NLL should be the lower one).
 
-    Bernoulli models of binary-like data see each image binarized once (seeded), as in
-    `python -m vae.evaluate`. Returns {"nll", "neg_elbo", "seconds", "n", "k"}.
+    Images are binarized once (seeded) when the run was trained binarized
+    (`vae.record.binarize_rule`), as in `python -m vae.evaluate`.
+    Returns {"nll", "neg_elbo", "seconds", "n", "k"}.
     """
     import torch
 
@@ -75,7 +77,7 @@ def iwae_nll(
 
     ds = data.load(run)
     x = ds.x[: max(1, min(int(n), len(ds)))]
-    if run.config.likelihood == "bernoulli" and ds.binary_like:
+    if RunRecord.read(run.path).binarize(ds.binary_like):  # as the run was trained
         x = dynamic_binarize(x, torch.Generator().manual_seed(seed))
     t0 = time.perf_counter()
     nll = _iwae(

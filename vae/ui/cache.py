@@ -25,7 +25,9 @@ import streamlit as st
 from vae.checkpoint import Run, atomic_write_bytes
 from vae.ui import data, models
 
-TABLE_VERSION = 2  # 2: the ELBO columns moved to `elbo_scores` (the table is encoder-only)
+TABLE_VERSION = (
+    3  # 2: the ELBO columns moved to `elbo_scores`; 3: recon = -elbo - kl (was kl - elbo)
+)
 MEANS_VERSION = 1  # part of projection cache keys: bump when the table's latent means change
 
 
@@ -91,7 +93,7 @@ class ELBOScores:
     """Per-image ELBO of a `LatentTable`'s images (row for row), from one seeded sample."""
 
     elbo: np.ndarray  # (N,) ELBO in nats
-    recon: np.ndarray  # (N,) reconstruction error -log p(x|z) in nats (= kl - elbo)
+    recon: np.ndarray  # (N,) reconstruction error E_q[-log p(x|z)] in nats (= -elbo - kl)
 
 
 def _cached_arrays(
@@ -173,7 +175,7 @@ def _compute_scores(run: Run, rows: np.ndarray, kl: np.ndarray, seed: int) -> di
 
     x = data.load(run).x[torch.from_numpy(rows)]  # (N, C, H, W)
     elbo = per_image_elbo(run.model, x, seed=seed).numpy()  # (N,)
-    return {"elbo": elbo, "recon": kl - elbo}
+    return {"elbo": elbo, "recon": -elbo - kl}  # ELBO = -(recon + KL) (Kingma & Welling 2014)
 
 
 @st.cache_data(show_spinner="Scoring the dataset's images…", max_entries=16)

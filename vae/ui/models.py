@@ -33,6 +33,7 @@ from vae.checkpoint import (
     read_json,
     weights_hash,
 )
+from vae.record import headline
 from vae.ui import state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -86,25 +87,9 @@ class ModelEntry:
 
 
 def metric_summary(metrics: dict[str, Any]) -> str:
-    """The headline number of a metrics.json: IWAE NLL when evaluated, else the test ELBO.
-
-    `python -m vae.evaluate --save` stores {"evaluation": {split: {"iwae_nll": ...}}}; the test
-    split wins over others.
-    """
-    ev = metrics.get("evaluation")
-    if isinstance(ev, dict):
-        splits = sorted(ev.items(), key=lambda kv: kv[0] != "test")  # "test" first
-        for _, res in splits:
-            v = res.get("iwae_nll") if isinstance(res, dict) else None
-            if isinstance(v, (int, float)):
-                return f"NLL {v:.1f}"
-    for k in ("test_nll", "nll"):
-        if isinstance(metrics.get(k), (int, float)):
-            return f"NLL {metrics[k]:.1f}"
-    for k in ("test_elbo", "elbo"):
-        if isinstance(metrics.get(k), (int, float)):
-            return f"ELBO {metrics[k]:.1f}"
-    return ""
+    """The headline number of a metrics.json, short ('NLL 85.4'), by `vae.record.headline`."""
+    head = headline(metrics)
+    return head.short() if head else ""
 
 
 def describe(path: Path, source: str, key: str | None = None) -> ModelEntry:
