@@ -7,12 +7,8 @@ PAGES. Rows whose script does not exist yet are skipped.
 from pathlib import Path
 
 import streamlit as st
-from streamlit.errors import FragmentHandledException
 
-from vae.checkpoint import CheckpointError
-from vae.data import DatasetError
-from vae.imageio import ImageError
-from vae.ui import data, infer, models, state
+from vae.ui import data, guard, infer, models, state
 
 st.set_page_config(
     page_title="VAE Latent Explorer",
@@ -55,43 +51,34 @@ state.set_page(url_path)
 # --- sidebar --------------------------------------------------------------------------------------
 with st.sidebar:
     st.markdown("### :material/explore: VAE Latent Explorer")
-entry = models.picker()
-run = None
-if entry is not None:
-    try:
-        run = models.load(entry)
-    except CheckpointError as e:
-        st.sidebar.error(f"Could not load this model: {e}")
-if run is not None:
-    c, h, w = run.config.image_shape
-    st.sidebar.caption(
-        f"{w}×{h} {'colour' if c == 3 else 'grey'} images · {run.config.latent_dim}-d latent · "
-        f"{run.config.arch.upper()} · {run.config.likelihood} decoder"
-        + (f" · {entry.score} nats" if entry.score else "")
+
+
+def sidebar() -> None:
+    """Model picker, the model's summary and dataset, adding a model, the device."""
+    entry = models.picker()
+    run = models.load(entry) if entry is not None else None
+    if run is not None:
+        c, h, w = run.config.image_shape
+        st.sidebar.caption(
+            f"{w}×{h} {'colour' if c == 3 else 'grey'} images · {run.config.latent_dim}-d latent"
+            f" · {run.config.arch.upper()} · {run.config.likelihood} decoder"
+            + (f" · {entry.score} nats" if entry.score else "")
+        )
+        data.dataset_panel(run)
+
+
+# A broken model or file shows its message where it happened and never breaks the other part.
+with st.sidebar:
+    guard.run(sidebar, "Could not load this model")
+    guard.run(models.add_model_panel, "Could not add the model")
+    st.caption(
+        f":material/memory: Running on **{models.device_name()}**"
+        + (
+            f" ({threads} CPU thread{'s' if threads > 1 else ''})"
+            if models.device_name() == "cpu"
+            else ""
+        )
     )
-    data.dataset_panel(run)
-models.add_model_panel()
-st.sidebar.caption(
-    f":material/memory: Running on **{models.device_name()}**"
-    + (
-        f" ({threads} CPU thread{'s' if threads > 1 else ''})"
-        if models.device_name() == "cpu"
-        else ""
-    )
-)
 
 # --- the page -------------------------------------------------------------------------------------
-try:
-    page.run()
-except (CheckpointError, DatasetError, ImageError) as e:
-    st.error(str(e), icon=":material/block:")
-except FragmentHandledException:
-    raise  # a fragment's error, already shown inside the fragment
-except Exception as e:  # a bug: say so plainly, keep the details one click away
-    st.error(
-        f"Something went wrong on this page ({type(e).__name__}: {e}). Try another model or "
-        "reload the page; if it keeps happening, please report it with the details below.",
-        icon=":material/bug_report:",
-    )
-    with st.expander("Details"):
-        st.exception(e)
+guard.run(page.run)

@@ -252,6 +252,26 @@ def test_unsupported_decoder_falls_back_to_server_decoding(tmp_path, monkeypatch
     assert any("cannot run a LSTM layer" in i.value for i in at.info)
 
 
+def test_a_model_that_fails_to_load_breaks_neither_sidebar_nor_page(app, model_dirs):
+    import shutil
+
+    bad = model_dirs["runs"] / "corrupt-weights"
+    shutil.copytree(model_dirs["assets"] / "digits-mlp", bad, dirs_exist_ok=True)
+    (bad / "model.safetensors").write_bytes(b"\x00" * 64)  # passes discovery, fails to load
+    try:
+        app.run()
+        app.sidebar.selectbox(key="model").set_value("run:corrupt-weights").run()
+        assert not app.exception
+        assert any(e.value.startswith("Could not load this model:") for e in app.sidebar.error)
+        assert any("Could not load corrupt-weights" in e.value for e in app.main.error)
+        # the sidebar still offers the other models, and switching back works
+        app.sidebar.selectbox(key="model").set_value("asset:digits-mlp").run()
+        ok(app)
+        assert live_app.panel(app)["decoder"]
+    finally:
+        shutil.rmtree(bad)
+
+
 def test_url_reproduces_the_view(model_dirs, monkeypatch):
     monkeypatch.setenv("VAE_ASSETS_DIR", str(model_dirs["assets"]))
     monkeypatch.setenv("VAE_RUNS_DIR", str(model_dirs["runs"]))

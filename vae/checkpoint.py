@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from vae.config import ConfigError, ModelConfig
+from vae.errors import ExplorerError
 from vae.model import VAE, unwrap
 
 FORMAT_VERSION = 1
@@ -34,7 +35,7 @@ TOP_KEYS = {"format_version", "model", "dataset", "train", "command", "created",
 MAX_WEIGHTS_BYTES = 2 * 1024**3
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ExplorerError, ValueError):
     """A checkpoint is missing, unsafe, malformed or incompatible. The message says why."""
 
 

@@ -6,12 +6,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from vae.errors import ExplorerError
+
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 SIGMA_MODES = ("fixed", "learned")
 
 
-class ConfigError(ValueError):
+class ConfigError(ExplorerError, ValueError):
     """A config value is out of range or of the wrong kind."""
 
 

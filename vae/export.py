@@ -26,6 +26,8 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from vae.errors import ExplorerError
+
 MAGIC = b"VAED"
 FORMAT_VERSION = 1
 
@@ -67,7 +69,7 @@ _LEAVES = (
 )
 
 
-class ExportError(ValueError):
+class ExportError(ExplorerError, ValueError):
     """The decoder has a layer (or a graph shape) that the browser runtime cannot run."""
 
 

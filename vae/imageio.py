@@ -8,12 +8,14 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from vae.errors import ExplorerError
+
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 MAX_PIXELS = 40_000_000  # about 6300x6300; larger inputs are refused, not decoded
 MAX_BYTES = 50 * 1024 * 1024
 
 
-class ImageError(ValueError):
+class ImageError(ExplorerError, ValueError):
     """An image could not be read. The message is meant for the user, as is."""
 
 

@@ -46,6 +46,7 @@ from vae.checkpoint import (
     read_json,
 )
 from vae.config import ModelConfig, TrainConfig
+from vae.errors import ExplorerError
 from vae.record import headline
 from vae.train import LOG_FILE, STATUS_FILE, STOP_FILE
 
@@ -59,7 +60,7 @@ NICE = 10  # CPU jobs yield to the app server, so the app stays responsive while
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-class JobError(ValueError):
+class JobError(ExplorerError, ValueError):
     """A job cannot be started, stopped, renamed or deleted. The message is for the user."""
 
 

@@ -20,6 +20,8 @@ import torch
 from PIL import Image, ImageOps
 from scipy import ndimage as ndi
 
+from vae.errors import ExplorerError
+
 INK_HIGH, INK_LOW = "ink-high", "ink-low"
 WORK_MIN, WORK_MAX = 128, 640  # working resolution (longer side) for finding the ink
 OVERSAMPLE = 4  # strokes are shaped at 4x the final box size, then box-filtered down
@@ -30,7 +32,7 @@ THUMB_MIN, THUMB_MAX = 112, 160
 STROKE_WIDTH = {"mnist": (0.095, 0.136, 0.22), "digits": (0.147, 0.21, 0.34)}
 
 
-class PreprocessError(ValueError):
+class PreprocessError(ExplorerError, ValueError):
     """The image cannot be turned into model input. The message is meant for the user, as is."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vae.config import ConfigError, ModelConfig, TrainConfig
+from vae.errors import ExplorerError
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def headline(metrics: dict[str, Any]) -> Headline | None:
 
 
 # --- reading -----------------------------------------------------------------------------------
-class RecordError(ValueError):
+class RecordError(ExplorerError, ValueError):
     """A run folder's JSON is missing, malformed or of the wrong kind."""
 
 

@@ -5,6 +5,7 @@ message says what is missing, where it looked, and how to fix it.
 """
 
 from __future__ import annotations
+from vae.errors import ExplorerError
 
 import os
 from collections.abc import Callable
@@ -21,7 +22,7 @@ INK_HIGH, INK_LOW = "ink-high", "ink-low"
 Progress = Callable[[int, int | None], None]  # (bytes or items done, total or None)
 
 
-class DatasetError(RuntimeError):
+class DatasetError(ExplorerError, RuntimeError):
     """A dataset could not be loaded. The message is meant for the user, as is."""
 
 
