@@ -74,7 +74,7 @@ def color_name(opt: str) -> str:
     if opt == "label":
         return "label"
     if opt.startswith("factor:"):
-        i = int(opt[7:])
+        i = int(opt.removeprefix("factor:"))
         return f"factor: {factor_names[i] if i < len(factor_names) else i}"
     return {"recon": "reconstruction error", "kl": "KL to the prior"}[opt]
 
@@ -126,7 +126,7 @@ def on_select() -> None:
 if color_by == "label":
     color, categorical, names = table.labels, True, ds.label_names
 elif color_by.startswith("factor:"):
-    i = int(color_by[7:])
+    i = int(color_by.removeprefix("factor:"))
     color, categorical = table.factors[:, i], True
     sizes_f = ds.factor_sizes or []
     names = [str(v) for v in range(sizes_f[i])] if i < len(sizes_f) else None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -307,7 +306,3 @@ def load_train_state(
             rest[k] = v
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     return rest, meta
-
-
-def finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

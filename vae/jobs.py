@@ -226,7 +226,7 @@ def _log_error(run_dir: Path) -> str:
         if line.startswith("=== "):  # the header of the latest launch
             break
         if line.startswith("error: "):
-            return line[7:]
+            return line.removeprefix("error: ")
     return ""
 
 

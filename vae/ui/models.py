@@ -40,7 +40,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCES = {"asset": "shipped", "run": "run", "upload": "uploaded", "path": "added"}
 MAX_ZIP_BYTES = archive.MAX_ZIP_BYTES  # compressed upload
 MAX_UNZIPPED_BYTES = archive.MAX_UNZIPPED_BYTES  # sum of the members we extract
-ZIP_MEMBERS = archive.MEMBERS
 ADDED_KEY = "_added_models"  # session: list of model keys added by path or upload
 CURRENT_KEY = "_model_entry"  # session: the ModelEntry the picker chose in this run
 
@@ -134,14 +133,10 @@ def discover(extra_keys: list[str] | None = None) -> tuple[list[ModelEntry], lis
     for key in extra_keys or []:
         if key.startswith("path:") and key not in {e.key for e in entries}:
             try:
-                entries.append(describe(Path(key[5:]), "path", key))
+                entries.append(describe(Path(key.removeprefix("path:")), "path", key))
             except CheckpointError as e:
                 problems.append(str(e))
     return entries, problems
-
-
-def resolve_key(key: str, entries: list[ModelEntry]) -> ModelEntry | None:
-    return next((e for e in entries if e.key == key), None)
 
 
 def default_entry(entries: list[ModelEntry]) -> ModelEntry | None:

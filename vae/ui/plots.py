@@ -261,19 +261,3 @@ def posterior_bars(
         yaxis=dict(range=[-hi, hi], title="z", zeroline=False),
         xaxis=dict(title="latent dimension (most informative first)"),
     )
-
-
-def kl_bars(kl_per_dim: np.ndarray, height: int = 260) -> go.Figure:
-    """Mean KL per latent dimension in nats, sorted; collapsed dimensions in grey."""
-    kl = np.asarray(kl_per_dim, np.float32)
-    order = np.argsort(-kl, kind="stable")
-    colors = [MARKER_COLOR if kl[d] >= COLLAPSED_KL else "lightgrey" for d in order]
-    fig = go.Figure(
-        go.Bar(
-            x=[f"z{d}" for d in order],
-            y=kl[order],
-            marker_color=colors,
-            hovertemplate="%{x}: %{y:.3f} nats<extra></extra>",
-        )
-    )
-    return _layout(fig, height, yaxis=dict(title="KL (nats)"), xaxis=dict(title="latent dimension"))
