@@ -1,12 +1,13 @@
-"""Model library: every training run, compared, renamed, downloaded, imported or deleted."""
+"""Model library: every training run and shipped model, compared, renamed, downloaded, imported
+or deleted."""
 
 import pandas as pd
 import streamlit as st
 
 from vae import archive, jobs
-from vae.checkpoint import METRICS_JSONL, CheckpointError, read_jsonl
-from vae.train import STEPS_FILE
-from vae.ui import state, training
+from vae.checkpoint import CheckpointError
+from vae.record import RunDir, read_logs
+from vae.ui import models, state, training
 
 VERSION = "_library_version"  # bumped after a change, to reset the table selection and upload
 
@@ -18,15 +19,26 @@ def changed() -> None:
 
 st.title("Model library")
 st.caption(
-    f"Every run in `{jobs.runs_root()}`. Select rows to compare their learning curves; select "
-    "one to open it, rename it, download it as a zip or delete it."
+    f"Every run in `{jobs.runs_root()}`, and the models shipped with the app (read-only) to "
+    "compare them against. Select rows to compare their learning curves; select one to open it, "
+    "rename it, download it as a zip or delete it."
 )
+if st.session_state.get("_library_notice"):
+    st.success(st.session_state.pop("_library_notice"), icon=":material/check_circle:")
 
 runs = jobs.list_runs()
+n_own = len(runs)
+runs += jobs.list_runs(models.assets_dir())  # shipped: listed for comparison, never changed
+
+
+def shipped(i: int) -> bool:
+    return i >= n_own
+
+
 rows = [
     {
         "Name": r.name,
-        "State": r.status.state,
+        "State": "shipped" if shipped(i) else r.status.state,
         "Dataset": r.dataset,
         "Latent": r.latent_dim,
         "Arch": r.arch,
@@ -37,7 +49,7 @@ rows = [
         "Created": r.created.replace("T", " ")[:16],
         "Size (MB)": round(r.size_bytes / 1e6, 2),
     }
-    for r in runs
+    for i, r in enumerate(runs)
 ]
 selected: list[jobs.RunInfo] = []
 if runs:
@@ -55,7 +67,8 @@ if runs:
             "Latent": st.column_config.NumberColumn(help="latent dimensions"),
         },
     )
-    selected = [runs[i] for i in event.selection.rows if i < len(runs)]
+    picked = [i for i in event.selection.rows if i < len(runs)]
+    selected = [runs[i] for i in picked]
 else:
     st.info(
         "No runs yet. Train one on the Train page, or import a zip below.", icon=":material/info:"
@@ -64,19 +77,37 @@ else:
 # --- compare --------------------------------------------------------------------------------------
 if selected:
     st.subheader("Compare" if len(selected) > 1 else selected[0].name)
-    curves = {
-        r.name: (read_jsonl(r.status.path / STEPS_FILE), read_jsonl(r.status.path / METRICS_JSONL))
-        for r in selected
-    }
-    if any(steps or epochs for steps, epochs in curves.values()):
+    logs = {r.name: read_logs(r.status.path) for r in selected}  # (epochs, steps)
+    curves = {name: (steps, epochs) for name, (epochs, steps) in logs.items() if steps or epochs}
+    if curves:
         st.plotly_chart(
             training.compare_figure(curves), key="compare", config={"displaylogo": False}
         )
-    else:
-        st.caption("These runs have no recorded learning curves (imported or trained elsewhere).")
+    no_steps = [name for name, (_, steps) in logs.items() if not steps]
+    if no_steps:
+        st.caption(
+            f"No step log for {', '.join(no_steps)} (imported as a model zip, or trained "
+            "elsewhere): "
+            + ("no learning curves to show." if not curves else "only its per-epoch points.")
+        )
 
 # --- manage one run -------------------------------------------------------------------------------
-if len(selected) == 1:
+if len(selected) == 1 and shipped(picked[0]):
+    r = selected[0]
+    st.caption(f"Shipped with the app in `{r.status.path}`: read-only. {r.score or ''}")
+    with st.container(horizontal=True, vertical_alignment="center"):
+        if st.button("Explore this model", icon=":material/explore:", key="lib_explore_asset"):
+            state.request_model(f"asset:{r.name}")
+            st.switch_page("pages/explore.py")
+        st.download_button(
+            "Download zip",
+            data=lambda: archive.export_zip(r.status.path),
+            file_name=f"{r.name}.zip",
+            mime="application/zip",
+            icon=":material/download:",
+            key="lib_download_asset",
+        )
+elif len(selected) == 1:
     r = selected[0]
     s = r.status
     st.markdown(f"{training.badge_text(s.state)} &nbsp; {training.summary(s.path, s)}")
@@ -92,7 +123,17 @@ if len(selected) == 1:
                 mime="application/zip",
                 icon=":material/download:",
                 key="lib_download",
-                help="config.json, model.safetensors and the metrics files (no training state)",
+                help="config.json, model.safetensors and the metrics files: enough to explore it",
+            )
+            st.download_button(
+                "Full backup",
+                data=lambda: archive.export_zip(s.path, full=True),
+                file_name=f"{r.name}-backup.zip",
+                mime="application/zip",
+                icon=":material/backup:",
+                key="lib_backup",
+                help="Also the step log and the training state: imports as a resumable run "
+                "with its learning curves",
             )
         with st.popover("Rename", icon=":material/edit:", disabled=s.active):
             new = st.text_input("New name", value=r.name, key=f"lib_new_name_{r.name}")
@@ -134,7 +175,12 @@ if up is not None:
     if st.button("Import", key="lib_import", icon=":material/upload:", type="primary"):
         try:
             path = jobs.import_zip(data, name)
-            st.toast(f"Imported {path.name}.", icon=":material/check_circle:")
+            resumable = RunDir(path).state_meta.is_file()
+            st.session_state["_library_notice"] = f"Imported **{path.name}**" + (
+                " with its training state: select it to resume training on the Train page."
+                if resumable
+                else "."
+            )
             changed()
         except (jobs.JobError, CheckpointError) as e:
             st.error(str(e), icon=":material/block:")

@@ -1,6 +1,7 @@
 """Checkpoint zips: export a run folder, and import an uploaded zip safely. Nothing is unpickled.
 
     blob = export_zip(Path("runs/mnist"))        # mnist/config.json, model.safetensors, metrics*
+    blob = export_zip(path, full=True)           # a backup: + steps.jsonl and the training state
     ck = check_zip(blob)                         # validated members (CheckpointError otherwise)
     path = extract_zip(blob, Path("runs/copy"))  # unpack to a temp folder, load_run it, publish
 
@@ -24,14 +25,21 @@ from vae.checkpoint import (
     METRICS_JSON,
     METRICS_JSONL,
     PICKLE_SUFFIXES,
+    STATE_FILE,
+    STATE_META_FILE,
     WEIGHTS_FILE,
     CheckpointError,
+    check_train_state,
     load_run,
 )
+from vae.record import RunDir
 
 MAX_ZIP_BYTES = 512 * 1024 * 1024  # compressed archive
 MAX_UNZIPPED_BYTES = 1024 * 1024 * 1024  # sum of the members we extract
-MEMBERS = (CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON, METRICS_JSONL)  # what is exported and taken
+MEMBERS = (CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON, METRICS_JSONL)  # a model zip
+STEPS_FILE = RunDir(".").steps_log.name
+BACKUP_MEMBERS = (*MEMBERS, STEPS_FILE, STATE_FILE, STATE_META_FILE)  # + curves, resumable state
+
 ALLOWED_SUFFIXES = (".json", ".jsonl", ".safetensors")  # other files of these kinds are skipped
 IGNORED = ("__MACOSX/", ".DS_Store")
 
@@ -88,8 +96,8 @@ def check_zip(
             )
         if len(parts) > 2:
             raise CheckpointError(f"{name!r} is nested too deep; put the files in one folder")
-        if base not in MEMBERS:
-            continue  # e.g. train_state.json: harmless, not needed
+        if base not in BACKUP_MEMBERS:
+            continue  # e.g. status.json: harmless, not needed
         if base in picked:
             raise CheckpointError(f"the zip holds more than one {base}")
         picked[base] = info
@@ -149,6 +157,8 @@ def extract_zip(
                 _copy_capped(src, dst, info.file_size, info.filename)
         try:
             load_run(staged)  # validate before it becomes visible
+            if (staged / STATE_FILE).exists() or (staged / STATE_META_FILE).exists():
+                check_train_state(staged)  # a backup: its resumable state must be whole
         except CheckpointError as e:  # name the files as they are in the zip, not the temp path
             msg = str(e).replace(f"{staged}{os.sep}", "").replace(str(staged), "the zip")
             raise CheckpointError(f"this checkpoint cannot be used: {msg}") from None
@@ -161,15 +171,19 @@ def extract_zip(
     return dest
 
 
-def export_zip(run_dir: str | os.PathLike) -> bytes:
-    """A zip of a run's config, weights and metrics, inside a folder named after the run."""
+def export_zip(run_dir: str | os.PathLike, *, full: bool = False) -> bytes:
+    """A zip of a run's config, weights and metrics, inside a folder named after the run.
+
+    `full` makes a backup that imports as a resumable run with its learning curves: the step
+    log and the training state (optimizer, RNG and data order) too.
+    """
     run_dir = Path(run_dir)
     for need in (CONFIG_FILE, WEIGHTS_FILE):
         if not (run_dir / need).is_file():
             raise CheckpointError(f"{run_dir} has no {need} to export")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
-        for base in MEMBERS:
+        for base in BACKUP_MEMBERS if full else MEMBERS:
             path = run_dir / base
             if path.is_file():
                 zf.write(path, f"{run_dir.name}/{base}")

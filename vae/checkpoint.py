@@ -280,6 +280,21 @@ def save_train_state(
     atomic_write_json(run_dir / STATE_META_FILE, doc)
 
 
+def check_train_state(run_dir: str | os.PathLike) -> None:
+    """Raise unless the run's training state is a whole, matching safetensors + JSON pair."""
+    run_dir = Path(run_dir)
+    meta = read_json(run_dir / STATE_META_FILE)
+    blob_path = run_dir / STATE_FILE
+    if not blob_path.is_file():
+        raise CheckpointError(f"{run_dir} has no {STATE_FILE} to resume from")
+    if hashlib.sha256(blob_path.read_bytes()).hexdigest() != meta.get("sha256"):
+        raise CheckpointError(f"{STATE_FILE} does not match {STATE_META_FILE} (torn save?)")
+    try:
+        load_file(blob_path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{STATE_FILE} is not a valid safetensors file: {e}") from None
+
+
 def load_train_state(
     run_dir: str | os.PathLike, optimizer: torch.optim.Optimizer
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

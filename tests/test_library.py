@@ -1,0 +1,100 @@
+"""The model library: full backups that import as resumable runs, shipped models listed beside
+the user's runs, and an import that says it worked."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.e2e.helpers import tiny_digits_checkpoint
+from vae import archive, jobs
+from vae.checkpoint import CheckpointError, check_train_state
+from vae.record import RunDir, read_logs
+
+pytestmark = pytest.mark.timeout(240)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _train(out: Path, epochs: int) -> None:
+    cmd = [sys.executable, "-m", "vae.train", "--dataset", "digits", "--epochs", str(epochs)]
+    cmd += ["--device", "cpu", "--threads", "1", "--hidden", "32", "--latent-dim", "2"]
+    subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, check=True, capture_output=True)
+
+
+def _names(blob: bytes) -> set[str]:
+    return {Path(n).name for n in zipfile.ZipFile(io.BytesIO(blob)).namelist()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lib") / "first"
+    _train(out, 1)
+    return out
+
+
+def test_full_backup_imports_as_a_resumable_run_with_its_curves(trained, tmp_path):
+    names = {
+        Path(n).name for n in zipfile.ZipFile(io.BytesIO(archive.export_zip(trained))).namelist()
+    }
+    assert names == {"config.json", "model.safetensors", "metrics.json", "metrics.jsonl"}
+    blob = archive.export_zip(trained, full=True)
+    assert _names(blob) == names | {"steps.jsonl", "train_state.safetensors", "train_state.json"}
+    dest = jobs.import_zip(blob, "restored", tmp_path / "runs")
+    assert read_logs(dest) == read_logs(trained)  # the curves came along
+    check_train_state(dest)
+    # and training resumes from it, to the second epoch
+    subprocess.run(
+        [sys.executable, "-m", "vae.train", "--resume", str(dest), "--epochs", "2"],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    epochs, _ = read_logs(dest)
+    assert [e["epoch"] for e in epochs] == [1, 2]
+
+
+def test_a_backup_with_a_torn_training_state_is_refused(trained, tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in archive.BACKUP_MEMBERS:
+            if (trained / f).is_file():
+                data = (trained / f).read_bytes()
+                if f == "train_state.json":  # as if killed between the two files' saves
+                    meta = json.loads(data)
+                    meta["sha256"] = "0" * 64
+                    data = json.dumps(meta).encode()
+                zf.writestr(f"run/{f}", data)
+    with pytest.raises(CheckpointError, match="torn save"):
+        jobs.import_zip(buf.getvalue(), "torn", tmp_path / "runs")
+    assert not (tmp_path / "runs" / "torn").exists()
+
+
+def test_library_lists_shipped_models_read_only_and_confirms_an_import(tmp_path, monkeypatch):
+    for k in ("assets", "runs", "cache"):
+        (tmp_path / k).mkdir()
+        monkeypatch.setenv(f"VAE_{k.upper()}_DIR", str(tmp_path / k))
+    monkeypatch.setenv("VAE_DEVICE", "cpu")
+    tiny_digits_checkpoint(tmp_path / "assets" / "shipped-one", latent_dim=2, steps=5)
+    src = tiny_digits_checkpoint(tmp_path / "elsewhere" / "mine", latent_dim=3, steps=5)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    (table,) = at.dataframe
+    assert list(table.value["Name"]) == ["shipped-one"]
+    assert list(table.value["State"]) == ["shipped"]
+    saved = json.loads((tmp_path / "assets" / "shipped-one" / "metrics.json").read_text())
+    assert table.value["Score"][0] == f"ELBO {saved['test_elbo']:.1f}"
+    blob = archive.export_zip(src)
+    at.main.get("file_uploader")[0].set_value(("m.zip", blob, "application/zip")).run()
+    at.button(key="lib_import").click().run()
+    assert not at.exception
+    assert any(s.value == "Imported **mine**." for s in at.success)
+    (table,) = at.dataframe
+    assert list(table.value["Name"]) == ["mine", "shipped-one"]  # own runs first
+    assert RunDir(tmp_path / "runs" / "mine").weights.is_file()
