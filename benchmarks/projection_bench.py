@@ -33,6 +33,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vae import projection as P  # noqa: E402
+from vae.data.sampling import stratified_sample  # noqa: E402
+from vae.metrics import knn_preservation  # noqa: E402
 
 THREADS = 2
 
@@ -48,7 +50,7 @@ def mnist_latents(run_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray, str]:
     if not os.environ.get("VAE_DATA_DIR"):
         raise RuntimeError("VAE_DATA_DIR is not set")
     ds = load_dataset("mnist", "test" if n <= 10_000 else "train", download=False)
-    rows = P.stratified_sample(ds.y.numpy(), n, seed=0)
+    rows = stratified_sample(ds.y.numpy(), n, seed=0)
     x = ds.x[torch.from_numpy(rows)]  # (n, 1, 28, 28)
     if (run_dir / "model.safetensors").exists():
         model, what = load_run(run_dir).model, f"MNIST latent means of {run_dir}"
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     cpu_ours = time.process_time() - cpu
     affinity_s = next((t for t, f, _ in steps if f > 0), float("nan"))
-    knn_ours = P.knn_preservation(z, ours.embedding, k=10)
+    knn_ours = knn_preservation(z, ours.embedding, k=10)
     print(
         f"ours: {t_ours:.1f} s wall, {cpu_ours:.1f} s CPU (neighbours and affinities "
         f"{affinity_s:.1f} s; {ours.params['n_jobs']} thread(s)), 10-NN {knn_ours:.3f}"
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu = time.process_time()
         ref, t_ref = timed(TSNE(random_state=0, n_jobs=THREADS).fit_transform, z)
         cpu_ref = time.process_time() - cpu
-        knn_ref = P.knn_preservation(z, ref, k=10)
+        knn_ref = knn_preservation(z, ref, k=10)
         print(f"sklearn TSNE(): {t_ref:.1f} s wall, {cpu_ref:.1f} s CPU, 10-NN {knn_ref:.3f}")
         rows.append(
             (

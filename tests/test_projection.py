@@ -1,4 +1,5 @@
-"""Projections: PCA exactness, t-SNE cluster structure and transform, the disk cache, sampling."""
+"""Projections: PCA exactness, t-SNE cluster structure and transform, the disk cache, and the
+two helpers that moved out of vae.projection (knn_preservation, stratified_sample)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import numpy as np
 import pytest
 
 from vae import projection as P
+from vae.data.sampling import stratified_sample
+from vae.metrics import knn_preservation
+from vae.projection import cache as projection_cache
 
 FAST_TSNE = {"early_exaggeration_iter": 100, "n_iter": 150, "n_jobs": 1}
 
@@ -95,7 +99,7 @@ def test_tsne_keeps_clusters_apart(blobs, tsne) -> None:
     spread = max(np.linalg.norm(emb[y == c] - centres[c], axis=1).max() for c in range(3))
     gaps = [np.linalg.norm(centres[a] - centres[b]) for a, b in ((0, 1), (0, 2), (1, 2))]
     assert min(gaps) > 2 * spread, (gaps, spread)
-    assert P.knn_preservation(x, emb, k=10) > 0.3
+    assert knn_preservation(x, emb, k=10) > 0.3
 
 
 def test_tsne_transform_places_new_point_in_its_cluster(blobs, tsne) -> None:
@@ -136,13 +140,13 @@ def test_tsne_progress_increases_to_one() -> None:
 # --- cache ---------------------------------------------------------------------------------------
 def count_fits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    real = P.fit
+    real = projection_cache.fit
 
     def spy(latents, method="pca", *args, **kwargs):
         calls.append(method)
         return real(latents, method, *args, **kwargs)
 
-    monkeypatch.setattr(P, "fit", spy)
+    monkeypatch.setattr(projection_cache, "fit", spy)  # the `fit` that ProjectionCache calls
     return calls
 
 
@@ -219,31 +223,65 @@ def test_cache_key_must_be_json(tmp_path, blobs) -> None:
         P.cached_fit(tmp_path, {"bad": object()}, blobs[0], "pca")
 
 
-# --- metrics and sampling ------------------------------------------------------------------------
+def test_cache_key_hash_is_stable() -> None:
+    """File names of users' cached maps: this hash must never change (or bump CACHE_VERSION)."""
+    full = {
+        "cache_version": 1,
+        "key": {"run": "mnist-conv", "n": 10000, "seed": 0, "table": 1},
+        "method": "tsne",
+        "seed": 0,
+        "params": {k: v for k, v in P.TSNE_DEFAULTS.items() if k != "n_jobs"},
+        "library": "openTSNE==1.0.4",
+    }
+    expected = "bbeaa25c57159291f05296ec5b0d8e480fca4f75555cc82bce565cb4833282b0"
+    assert projection_cache._key_hash(full) == expected
+    cache = P.ProjectionCache("/cache")
+    made = cache.full_key(full["key"], "tsne", 0, {"n_jobs": 2})
+    assert made == {**full, "library": projection_cache._library_version("tsne")}
+    assert cache.path_for(full).name == f"{expected}.safetensors"
+
+
+# --- moved helpers: knn_preservation (vae.metrics), stratified_sample (vae.data.sampling) --------
+def test_moved_helpers_are_still_importable_from_projection() -> None:
+    from vae.projection import knn_preservation as knn
+    from vae.projection import stratified_sample as sample
+
+    assert knn is knn_preservation and sample is stratified_sample
+    assert P.knn_preservation is knn_preservation and P.stratified_sample is stratified_sample
+    with pytest.raises(AttributeError):
+        P.no_such_name  # noqa: B018
+
+
 def test_knn_preservation_bounds() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(200, 2))
-    assert P.knn_preservation(x, x, k=10) == pytest.approx(1.0)
-    assert P.knn_preservation(x, x * 3 + 1, k=5) == pytest.approx(1.0)
+    assert knn_preservation(x, x, k=10) == pytest.approx(1.0)
+    assert knn_preservation(x, x * 3 + 1, k=5) == pytest.approx(1.0)
     shuffled = x[rng.permutation(200)]
-    assert P.knn_preservation(x, shuffled, k=10) < 0.2
+    assert knn_preservation(x, shuffled, k=10) < 0.2
+    with pytest.raises(P.ProjectionError, match="rows"):
+        knn_preservation(x, x[:10])
+    with pytest.raises(P.ProjectionError, match="k must be"):
+        knn_preservation(x, x, k=200)
 
 
 def test_stratified_sample_is_proportional_and_deterministic() -> None:
     y = np.array([0] * 600 + [1] * 300 + [2] * 100)
-    idx = P.stratified_sample(y, 100, seed=0)
+    idx = stratified_sample(y, 100, seed=0)
     assert len(idx) == 100 and len(set(idx.tolist())) == 100
     assert np.all(np.diff(idx) > 0)
     assert np.bincount(y[idx]).tolist() == [60, 30, 10]
-    np.testing.assert_array_equal(idx, P.stratified_sample(y, 100, seed=0))
-    assert not np.array_equal(idx, P.stratified_sample(y, 100, seed=1))
-    odd = P.stratified_sample(np.array([0] * 5 + [1] * 5 + [2] * 5), 7)
+    np.testing.assert_array_equal(idx, stratified_sample(y, 100, seed=0))
+    assert not np.array_equal(idx, stratified_sample(y, 100, seed=1))
+    odd = stratified_sample(np.array([0] * 5 + [1] * 5 + [2] * 5), 7)
     assert len(odd) == 7
-    assert P.stratified_sample(y, 5000).tolist() == list(range(1000))
-    plain = P.stratified_sample(None, 10, seed=0, total=50)
+    assert stratified_sample(y, 5000).tolist() == list(range(1000))
+    plain = stratified_sample(None, 10, seed=0, total=50)
     assert len(plain) == 10 and plain.max() < 50
     with pytest.raises(P.ProjectionError):
-        P.stratified_sample(None, 10)
+        stratified_sample(None, 10)
+    with pytest.raises(P.ProjectionError, match="n must be"):
+        stratified_sample(y, 0)
 
 
 # --- UMAP ----------------------------------------------------------------------------------------

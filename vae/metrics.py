@@ -207,3 +207,24 @@ def mig(
         "per_factor": per_factor,
         "mi": mi,
     }
+
+
+# --- 2-D maps -------------------------------------------------------------------------------------
+def knn_preservation(high: np.ndarray, low: np.ndarray, k: int = 10) -> float:
+    """Mean overlap |kNN_high(i) ∩ kNN_low(i)| / k over points, self excluded (in [0, 1]): how
+    well a 2-D map `low` (N, 2) keeps the neighbourhoods of `high` (N, D). Bad input raises
+    `vae.projection.ProjectionError` (a ValueError)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from vae.projection.base import ProjectionError, _as_matrix
+
+    high, low = _as_matrix(high, "high"), _as_matrix(low, "low")  # (N, D), (N, d)
+    if high.shape[0] != low.shape[0]:
+        raise ProjectionError(f"high has {high.shape[0]} rows, low has {low.shape[0]}")
+    if not 1 <= k < high.shape[0]:
+        raise ProjectionError(f"k must be in 1..{high.shape[0] - 1}, got {k}")
+    a = NearestNeighbors(n_neighbors=k).fit(high).kneighbors(return_distance=False)  # (N, k)
+    b = NearestNeighbors(n_neighbors=k).fit(low).kneighbors(return_distance=False)  # (N, k)
+    both = np.sort(np.concatenate([a, b], axis=1), axis=1)  # (N, 2k): shared ids appear twice
+    shared = (both[:, 1:] == both[:, :-1]).sum(axis=1)  # (N,)
+    return float(shared.mean() / k)
