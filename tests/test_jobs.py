@@ -117,7 +117,9 @@ def test_stop_gives_a_valid_checkpoint_and_resume_reaches_the_end(root):
     assert state["step"] == stopped.step
 
     target = state["epoch"] + 2
-    jobs.resume("long", root, epochs=target, threads=1)
+    (run_dir / "STOP").touch()  # as a stop that landed after the trainer's last look leaves it
+    resumed = jobs.resume("long", root, epochs=target, threads=1)
+    assert resumed.state == "starting" and not (run_dir / "STOP").exists()  # not "stopping"
     done = wait_for(state_is(run_dir, "finished", "failed"), what="the resumed run")
     assert done.state == "finished", done.message
     assert done.step == target * STEPS_PER_EPOCH

@@ -1,0 +1,245 @@
+"""Starting, resuming and stopping jobs: `python -m vae.train` in its own session."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from vae.checkpoint import CONFIG_FILE, STATE_META_FILE, atomic_write_json
+from vae.config import ModelConfig, TrainConfig
+from vae.jobs.proc import lower_priority, proc_start, wait_and_record
+from vae.jobs.state import (
+    EXIT_FILE,
+    JOB_FILE,
+    LOCK_FILE,
+    LOG_FILE,
+    STATUS_FILE,
+    STOP_FILE,
+    JobError,
+    JobStatus,
+    _read,
+    active_jobs,
+    check_name,
+    device_slot,
+    job_status,
+    max_jobs_per_device,
+    runs_root,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def runs_lock(root: Path) -> Iterator[None]:
+    """Exclusive lock on `<root>/.jobs.lock` for check-then-launch decisions across sessions."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _check_capacity(root: Path, slot: str) -> None:
+    busy = [s for s in active_jobs(root) if s.device == slot]
+    limit = max_jobs_per_device()
+    if len(busy) >= limit:
+        names = ", ".join(s.name for s in busy)
+        raise JobError(
+            f"{slot} is busy with {names} (at most {limit} job{'s' * (limit > 1)} per device; "
+            "set VAE_MAX_JOBS to change this). Wait for it to finish, stop it, or pick "
+            "another device."
+        )
+
+
+def default_threads(slot: str) -> int | None:
+    """CPU jobs leave one core to the app; GPU jobs keep torch's default."""
+    return max(1, (os.cpu_count() or 1) - 1) if slot == "cpu" else None
+
+
+def train_command(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    out: Path,
+    *,
+    threads: int | None = None,
+    log_every: int = 20,
+) -> list[str]:
+    """The `python -m vae.train` argument list that rebuilds exactly these configs."""
+    m = model_cfg
+    cmd = [sys.executable, "-m", "vae.train", "--dataset", cfg.dataset]
+    if cfg.data_dir:
+        cmd += ["--data-dir", str(cfg.data_dir)]
+    if cfg.image_size:
+        cmd += ["--image-size", str(cfg.image_size)]
+    cmd += [
+        "--arch", m.arch, "--latent-dim", str(m.latent_dim),
+        "--hidden", *map(str, m.hidden), "--dense", str(m.dense),
+        "--likelihood", m.likelihood, "--sigma-mode", m.sigma_mode, "--sigma", repr(m.sigma),
+        "--beta", repr(float(cfg.beta)), "--warmup-steps", str(cfg.warmup_steps),
+        "--free-bits", repr(float(cfg.free_bits)),
+        "--binarize", {None: "auto", True: "yes", False: "no"}[cfg.binarize],
+        "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size),
+        "--lr", repr(float(cfg.lr)), "--weight-decay", repr(float(cfg.weight_decay)),
+        "--grad-clip", repr(float(cfg.grad_clip)), "--device", cfg.device,
+        "--seed", str(cfg.seed),
+    ]  # fmt: skip
+    if cfg.compile:
+        cmd.append("--compile")
+    if not cfg.amp:
+        cmd.append("--no-amp")
+    if threads:
+        cmd += ["--threads", str(threads)]
+    return cmd + ["--no-progress", "--log-every", str(log_every), "--out", str(out)]
+
+
+def _nice_once_running(proc: subprocess.Popen, run_dir: Path) -> None:
+    """Lower a CPU job's priority once it trains: its start-up (imports, data) stays quick,
+    and from then on the app server wins the CPU whenever it needs it."""
+    while proc.poll() is None:
+        status = _read(run_dir / STATUS_FILE)
+        if status.get("pid") == proc.pid and status.get("state") == "running":
+            lower_priority(proc.pid)
+            return
+        time.sleep(0.2)
+
+
+def _launch(run_dir: Path, cmd: list[str], slot: str, kind: str, epochs: int) -> JobStatus:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    (run_dir / EXIT_FILE).unlink(missing_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with open(run_dir / LOG_FILE, "ab") as log:
+        log.write(f"=== {stamp} {kind}: {shlex.join(cmd)}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # survives the app; a Ctrl-C in the app's terminal too
+            )
+        except OSError as e:
+            raise JobError(f"could not start the training process: {e}") from None
+    atomic_write_json(
+        run_dir / JOB_FILE,
+        {
+            "pid": proc.pid,
+            "proc_start": proc_start(proc.pid),
+            "device": slot,
+            "kind": kind,
+            "epochs": epochs,
+            "started": time.time(),
+            "command": shlex.join(cmd),
+        },
+    )
+    threading.Thread(target=wait_and_record, args=(proc, run_dir), daemon=True).start()
+    if slot == "cpu":
+        threading.Thread(target=_nice_once_running, args=(proc, run_dir), daemon=True).start()
+    return job_status(run_dir)
+
+
+def start(
+    name: str,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    root: str | os.PathLike | None = None,
+    *,
+    threads: int | None = None,
+    log_every: int = 20,
+) -> JobStatus:
+    """Start training a new run `<root>/<name>` in the background. Raises JobError."""
+    root = Path(root or runs_root()).resolve()
+    name = check_name(name)
+    try:
+        slot = device_slot(cfg.device)
+    except ValueError as e:
+        raise JobError(str(e)) from None
+    with runs_lock(root):
+        run_dir = root / name
+        if run_dir.exists():
+            raise JobError(
+                f"a run named {name!r} already exists; pick another name, or resume or delete it"
+            )
+        _check_capacity(root, slot)
+        run_dir.mkdir(parents=True)
+        cmd = train_command(
+            model_cfg, cfg, run_dir, threads=threads or default_threads(slot), log_every=log_every
+        )
+        return _launch(run_dir, cmd, slot, "start", cfg.epochs)
+
+
+def resume(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    threads: int | None = None,
+    log_every: int = 20,
+) -> JobStatus:
+    """Continue a stopped (or failed) run from its train_state; `epochs` may extend a run."""
+    root = Path(root or runs_root()).resolve()
+    run_dir = root / check_name(name)
+    with runs_lock(root):
+        s = job_status(run_dir)
+        if s.active:
+            raise JobError(f"{name} is already {s.state}")
+        meta = _read(run_dir / STATE_META_FILE)
+        if not meta or not s.has_model:
+            raise JobError(f"{name} has no training state to resume from")
+        train_cfg = _read(run_dir / CONFIG_FILE).get("train") or {}
+        total = int(epochs or train_cfg.get("epochs", 0))
+        if int(meta.get("epoch", 0)) >= total:
+            raise JobError(
+                f"{name} has already trained {meta.get('epoch')} of {total} epochs; ask for more "
+                "epochs to continue it"
+            )
+        try:
+            slot = device_slot(str(train_cfg.get("device") or "auto"))
+        except ValueError as e:
+            raise JobError(f"{e}; this run was trained on {train_cfg.get('device')}") from None
+        _check_capacity(root, slot)
+        # the previous job's stop request is answered: left in place, it would show the new
+        # job as "stopping" until the trainer starts and clears it
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "vae.train", "--resume", str(run_dir), "--no-progress"]
+        cmd += ["--log-every", str(log_every)]
+        if epochs:
+            cmd += ["--epochs", str(int(epochs))]
+        if lr:
+            cmd += ["--lr", repr(float(lr))]
+        threads = threads or default_threads(slot)
+        if threads:
+            cmd += ["--threads", str(threads)]
+        return _launch(run_dir, cmd, slot, "resume", total)
+
+
+def stop(name: str, root: str | os.PathLike | None = None) -> JobStatus:
+    """Ask a job to stop: the trainer finishes its step, saves a checkpoint and exits.
+
+    Writes the STOP file and sends SIGTERM; a job still importing simply ends.
+    """
+    run_dir = Path(root or runs_root()) / check_name(name)
+    s = job_status(run_dir)
+    if not s.active:
+        raise JobError(f"{name} is not running ({s.state})")
+    (run_dir / STOP_FILE).touch()
+    try:
+        os.kill(s.pid, signal.SIGTERM)  # type: ignore[arg-type]
+    except (ProcessLookupError, PermissionError, TypeError):
+        pass
+    return job_status(run_dir)
