@@ -34,6 +34,7 @@ from vae.jobs.state import (
     max_jobs_per_device,
     runs_root,
 )
+from vae.threads import job_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,8 +64,8 @@ def _check_capacity(root: Path, slot: str) -> None:
 
 
 def default_threads(slot: str) -> int | None:
-    """CPU jobs leave one core to the app; GPU jobs keep torch's default."""
-    return max(1, (os.cpu_count() or 1) - 1) if slot == "cpu" else None
+    """A job's threads: `vae.threads.job_threads` (the one thread policy)."""
+    return job_threads(slot)
 
 
 def train_command(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+
+from vae.threads import idle_cores
 
 Progress = Callable[[float, str], None]  # (fraction in [0, 1], message)
 METHODS = ("pca", "tsne", "umap")
@@ -74,16 +75,8 @@ def _as_matrix(a: Any, name: str, min_rows: int = 1) -> np.ndarray:
 
 # --- threads and warnings ------------------------------------------------------------------------
 def free_cores() -> int:
-    """Threads worth using now: the idle cores by the 1-minute load average, at least 1.
-
-    openTSNE's threads spin-wait: on a 2-core machine busy with other jobs, t-SNE of 10,000
-    points took 110 s with 2 threads and 43 s with 1. The map is the same for any count."""
-    cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        return min(cores, 2)
-    return max(1, min(cores, round(cores - load)))
+    """Threads for a map fit: `vae.threads.idle_cores` (the one thread policy)."""
+    return idle_cores()
 
 
 _BLAS_LOCK = threading.Lock()
