@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from vae.data import DatasetError
+from vae.thresholds import ACTIVE_UNIT, COLLAPSED_KL
 from vae.ui import analysis, cache, charts, data, grids, infer, models, state
 
 URL = "model-diagnostics"
@@ -48,7 +49,8 @@ if ds is not None:
     m3.metric(
         "Active units",
         f"{n_active} of {D}",
-        help="Dimensions whose posterior mean varies across images: Cov_x(E_q[z_d]) > 0.01 "
+        help="Dimensions whose posterior mean varies across images: "
+        f"Cov_x(E_q[z_d]) > {ACTIVE_UNIT:g} "
         "(Burda et al. 2015).",
     )
 else:
@@ -143,7 +145,7 @@ with tabs[1]:
         a.plotly_chart(charts.kl_sorted_bars(table.kl_per_dim, order), key="diag_kl")
         a.caption(
             "Mean KL(q(z_d|x) ‖ N(0, 1)) per dimension: how many nats of information each "
-            "dimension carries about an image. Grey: below 0.01 nats."
+            f"dimension carries about an image. Grey: below {COLLAPSED_KL:g} nats."
         )
         b.plotly_chart(charts.activity_bars(activity, order), key="diag_activity")
         b.caption(

@@ -98,7 +98,7 @@ with tab_rows:
         key="trav_hide",
         persist_state="session",
         disabled=kl is None,
-        help="Leave out dimensions whose KL is below 0.01 nats: they do nothing.",
+        help=f"Leave out dimensions whose KL is below {plots.COLLAPSED_KL:g} nats: they do nothing",
     )
     offs = offsets(int(steps), float(span))
     col_labels = [tick(v) for v in offs]

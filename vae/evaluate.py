@@ -30,6 +30,7 @@ from vae.latents import encode_dataset, run_dataset
 from vae.metrics import active_units, evaluate_elbo, iwae_nll, kl_per_dim, mig
 from vae.objectives import dynamic_binarize
 from vae.record import RunRecord
+from vae.thresholds import ACTIVE_UNIT
 
 
 def evaluate_run(
@@ -111,12 +112,14 @@ def format_report(run: Run, split: str, r: dict[str, Any]) -> str:
     ]
     if "iwae_nll" in r:
         lines.append(f"IWAE NLL     {r['iwae_nll']:.2f} nats  (k = {r['iw_samples']})")
-    lines.append(f"active units {r['active_units']} of {r['latent_dim']}  (Cov_x E_q[z_d] > 0.01)")
+    lines.append(
+        f"active units {r['active_units']} of {r['latent_dim']}  (Cov_x E_q[z_d] > {ACTIVE_UNIT:g})"
+    )
     if "mig" in r:
         lines.append(f"MIG          {r['mig']:.3f}")
     lines += ["", "dim    KL (nats)   activity"]
     for d, (kl, act) in enumerate(zip(r["kl_per_dim"], r["activity"], strict=True)):
-        mark = "active" if act > 0.01 else ""
+        mark = "active" if act > ACTIVE_UNIT else ""
         lines.append(f"z{d:<4d} {kl:9.3f}   {act:8.4f}  {mark}")
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ import torch
 from vae.latents import encode_dataset
 from vae.model import VAE, cpu_inference_layout
 from vae.objectives import dynamic_binarize, iwae
+from vae.thresholds import ACTIVE_UNIT
 
 Progress = Callable[[int, int], None]  # (images done, total)
 
@@ -131,7 +132,7 @@ def kl_per_dim(model: VAE, x: torch.Tensor, batch_size: int = 1024) -> torch.Ten
 
 
 def active_units(
-    model: VAE, x: torch.Tensor, threshold: float = 0.01, batch_size: int = 1024
+    model: VAE, x: torch.Tensor, threshold: float = ACTIVE_UNIT, batch_size: int = 1024
 ) -> tuple[int, torch.Tensor]:
     """Number of active units and the activity A_d = Cov_x(E_{q(z|x)}[z_d]) of every dimension.
 

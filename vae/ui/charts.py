@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from vae.ui.plots import COLLAPSED_KL, MARKER_COLOR, PALETTE
+from vae.thresholds import ACTIVE_UNIT, COLLAPSED_KL
+from vae.ui.plots import MARKER_COLOR, PALETTE
 
 PATH_COLOR = "#111111"
 
@@ -75,9 +76,9 @@ def _num(v: Any) -> bool:
 
 # --- latent usage ---------------------------------------------------------------------------------
 def activity_bars(
-    activity: np.ndarray, order: Sequence[int], threshold: float = 0.01, height: int = 260
+    activity: np.ndarray, order: Sequence[int], threshold: float = ACTIVE_UNIT, height: int = 260
 ) -> go.Figure:
-    """Activity Cov_x(E_q[z_d]) per dimension in `order`, log scale, with the 0.01 threshold."""
+    """Activity Cov_x(E_q[z_d]) per dimension in `order`, log scale, with the threshold."""
     a = np.asarray(activity, np.float64)
     order = [int(d) for d in order]
     fig = go.Figure(
@@ -91,7 +92,7 @@ def activity_bars(
     fig.add_hline(
         y=threshold,
         line=dict(color="grey", dash="dash"),
-        annotation_text="active above 0.01",
+        annotation_text=f"active above {threshold:g}",
         annotation_position="top left",
     )
     return _layout(

@@ -13,10 +13,11 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 from plotly.colors import qualitative
 
+from vae.thresholds import COLLAPSED_KL  # noqa: F401  (re-exported for the pages)
+
 PALETTE = qualitative.T10 + qualitative.Pastel
 MARKER_COLOR = "#e4572e"
 SELECTED_COLOR = "#111111"
-COLLAPSED_KL = 0.01  # nats: a dimension whose mean KL is below this carries no information
 
 
 def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:

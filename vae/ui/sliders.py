@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import streamlit as st
 
+from vae.thresholds import COLLAPSED_KL
 from vae.ui import state
-from vae.ui.plots import COLLAPSED_KL
 
 LIMIT = 3.0  # sliders span -3..+3 prior standard deviations ...
 MAX_LIMIT = 20.0  # ... or wider, up to this, when the data's codes lie further out
@@ -101,7 +101,7 @@ def draw(
             format="%.2f",
             help=(
                 "Collapsed: this dimension's posterior equals the prior for every image, so the "
-                "decoder ignores it (KL < 0.01 nats)."
+                f"decoder ignores it (KL < {COLLAPSED_KL:g} nats)."
                 if collapsed
                 else f"Mean KL of this dimension over the dataset: {kl[d]:.3f} nats."
             ),
