@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from vae import jobs
-from vae.ui import models
+from vae.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from vae.ui import models, training
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -135,6 +137,86 @@ def test_a_job_runs_to_the_end_and_opens_in_explore(dirs):
     assert at.sidebar.selectbox(key="model").value == "run:page-run"
 
 
+def test_form_keeps_its_values_across_page_switches(dirs):
+    at = train_page(dirs)
+    at.number_input(key="tr_epochs").set_value(3)
+    at.number_input(key="tr_beta").set_value(2.5)
+    at.text_input(key="tr_name").input("kept")
+    at.text_input(key="tr_lr").input("2e-3")
+    at.segmented_control(key="tr_arch").set_value("conv")
+    at.selectbox(key="tr_likelihood").set_value("gaussian")
+    at.selectbox(key="tr_dataset").set_value("shapes").run()
+    at.number_input(key="tr_image_size").set_value(16).run()
+    at.switch_page("pages/runs.py").run()
+    assert at.title[0].value == "Model library" and errors(at) == []
+    at.switch_page("pages/train.py").run()
+    assert errors(at) == []
+    assert at.number_input(key="tr_epochs").value == 3  # was reset to 10
+    assert at.number_input(key="tr_beta").value == 2.5
+    assert at.text_input(key="tr_name").value == "kept"
+    assert at.text_input(key="tr_lr").value == "2e-3"
+    assert at.segmented_control(key="tr_arch").value == "conv"
+    assert at.selectbox(key="tr_likelihood").value == "gaussian"
+    assert at.selectbox(key="tr_dataset").value == "shapes"
+    assert at.number_input(key="tr_image_size").value == 16
+    # a field that is hidden meanwhile keeps its value too
+    at.selectbox(key="tr_dataset").set_value("digits").run()
+    at.selectbox(key="tr_dataset").set_value("shapes").run()
+    assert at.number_input(key="tr_image_size").value == 16
+
+
+def preview_state(at: AppTest) -> tuple[list[str], int, bool]:
+    """(captions of the preview, images shown, whether the latent map is drawn)."""
+    assert errors(at) == []
+    captions = [c.value for c in at.main.caption if "checkpoint" in c.value]
+    shown = [i for i in at.main.get("image") if i.proto.imgs[0].alt.startswith("training ")]
+    drawn = any(c.key and c.key.startswith("live_map_") for c in at.get("plotly_chart"))
+    return captions, len(shown), drawn
+
+
+def test_preview_waits_for_the_first_checkpoint_and_survives_torn_reads(dirs):
+    from tests.e2e.helpers import tiny_digits_checkpoint
+
+    src = tiny_digits_checkpoint(dirs["cache"] / "src", latent_dim=2, steps=10)
+    run = dirs["runs"] / "early"
+    run.mkdir()  # a job that has not written anything yet
+    at = train_page(dirs)
+    assert at.selectbox(key="train_watch").value == "early"
+    waiting = ["Waiting for the first checkpoint…"] * 3  # samples, reconstructions, map
+    assert preview_state(at) == (waiting, 0, False)
+    weights = (src / WEIGHTS_FILE).read_bytes()
+    (run / WEIGHTS_FILE).write_bytes(weights)  # the weights are written first, then the config
+    assert preview_state(at.run()) == (waiting, 0, False)
+    shutil.copy(src / CONFIG_FILE, run / CONFIG_FILE)
+    (run / WEIGHTS_FILE).write_bytes(weights[: len(weights) // 2])  # a torn read
+    captions, shown, drawn = preview_state(at.run())
+    assert len(captions) == 3 and all("Could not read the checkpoint yet" in c for c in captions)
+    assert (shown, drawn) == (0, False)
+    (run / WEIGHTS_FILE).write_bytes(weights)
+    assert preview_state(at.run()) == ([], 2, True)  # samples and reconstructions, the map
+    for img in at.main.get("image"):
+        assert img.value[0].startswith("data:image/png;base64,")  # no media file to go stale
+    (run / WEIGHTS_FILE).write_bytes(weights[:100])  # the next checkpoint, torn: keep the last
+    assert preview_state(at.run()) == ([], 2, True)
+
+
+def test_curves_have_a_legend_for_train_and_test():
+    steps = [{"step": s, "elbo": -100.0 + s, "recon": 90.0 - s, "kl": 10.0} for s in (1, 2, 3)]
+    epochs = [{"epoch": 1, "step": 3, "test_elbo": -98.0, "test_recon": 88.0, "test_kl": 10.0}]
+    fig = training.curves_figure(steps, epochs)
+    assert fig.layout.showlegend is True
+    entries = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in entries] == ["train (each logged step)", "test (after each epoch)"]
+    train, test = entries
+    assert train.line.dash in (None, "solid") and test.line.dash == "dot"
+    for t in fig.data:  # each entry stands for (and toggles) its kind in all three panels
+        assert t.legendgroup == ("test" if t.line.dash == "dot" else "train")
+    assert sum(t.legendgroup == "test" for t in fig.data) == 4  # 3 panels + the entry
+    # before the first epoch there are no test values, and no test entry
+    early = training.curves_figure(steps, [])
+    assert [t.name for t in early.data if t.showlegend is not False] == [train.name]
+
+
 def test_library_lists_and_imports(dirs):
     from tests.e2e.helpers import tiny_digits_checkpoint
 
@@ -154,7 +236,7 @@ def test_library_lists_and_imports(dirs):
     assert errors(at) == [] and started(dirs) == ["made-elsewhere"]
     (table,) = at.dataframe
     assert list(table.value["Name"]) == ["made-elsewhere"]
-    assert table.value["Score"][0].startswith("test ELBO")
+    assert table.value["Score"][0].startswith("ELBO ")  # the last test ELBO (vae.record)
     assert table.value["Latent"][0] == 3
     # an unsafe zip is refused with the reason, and nothing is added
     bad = io.BytesIO()

@@ -114,3 +114,42 @@ def encode_upload(
         neighbours=np.array([h["index"] for h in enc.nearest], dtype=np.int64),
         distances=np.array([h["distance"] for h in enc.nearest], dtype=np.float32),
     )
+
+
+# --- the Train page's checkpoint preview ---------------------------------------------------------
+@torch.no_grad()
+def prior_images(run: Run, n: int, seed: int = 0) -> np.ndarray:
+    """Decodings of n seeded prior draws z ~ N(0, I), (n, C, H, W): the same n images for the
+    same seed, so successive checkpoints of a run draw comparable samples."""
+    z = torch.randn(n, run.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+    return run.model.decode(z.to(_dev(run))).float().cpu().numpy()
+
+
+@dataclass
+class ImageSample:
+    """A fixed random sample of a dataset split, as numpy (see `dataset_sample`)."""
+
+    x: np.ndarray  # (N, C, H, W) float32 images
+    y: np.ndarray | None  # (N,) class indices
+    label_names: list[str]
+
+
+def dataset_sample(
+    name: str,
+    data_dir: str | None = None,
+    image_size: int | None = None,
+    n: int = 1000,
+    split: str = "test",
+    seed: int = 0,
+) -> ImageSample:
+    """Up to n images (and labels) of a dataset split, drawn by a seeded permutation so every
+    call picks the same ones. Raises `vae.data.DatasetError` when the dataset is missing."""
+    from vae.data import load_dataset
+
+    ds = load_dataset(name, split, data_dir, image_size=image_size)
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    return ImageSample(
+        x=ds.x[idx].float().numpy(),
+        y=None if ds.y is None else ds.y[idx].numpy(),
+        label_names=list(ds.label_names or []),
+    )
