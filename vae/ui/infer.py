@@ -5,28 +5,22 @@ All functions run without gradients on the model's device and return float32 num
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from vae.checkpoint import Run
+from vae.threads import app_threads
 
 _threads_set = False
 
 
 def configure_threads() -> int:
-    """Use few intra-op threads in the app process (once; `$VAE_APP_THREADS` overrides).
-
-    The app decodes one z at a time, where a wide thread pool mostly waits for busy cores: on a
-    loaded 2-core machine the 90th percentile of a conv decode was 30-45 ms with 2 threads and
-    3-9 ms with 1. Training runs in its own process and is not affected.
-    """
+    """Set the app process's torch threads once, by `vae.threads.app_threads`."""
     global _threads_set
     if not _threads_set:
-        n = int(os.environ.get("VAE_APP_THREADS") or min(4, max(1, (os.cpu_count() or 2) // 2)))
-        torch.set_num_threads(n)
+        torch.set_num_threads(app_threads())
         _threads_set = True
     return torch.get_num_threads()
 
