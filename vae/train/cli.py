@@ -1,0 +1,266 @@
+"""The trainer's command line: `python -m vae.train ...` (also under `torchrun -m vae.train`).
+
+    python -m vae.train --dataset digits --epochs 20 --out runs/digits
+    python -m vae.train --resume runs/digits --epochs 40          # continue, even mid-epoch
+    python -m vae.train --config-json job.json --threads 1        # the configs from a file
+
+A --config-json file holds the two configs and the run folder, as `write_config_json` writes it:
+
+    {"model": {ModelConfig fields}, "train": {TrainConfig fields}, "out": "runs/digits"}
+
+Fields left out take the dataclass defaults (vae/config.py). The file replaces the config flags;
+only the flags that do not change the run's config may go with it (RUN_FLAGS), and --device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vae.checkpoint import CheckpointError, atomic_write_json, read_config
+from vae.config import ConfigError, ModelConfig, TrainConfig
+from vae.data import DatasetError, load_dataset
+from vae.train.loop import train
+from vae.train.stopping import TrainingError
+
+DESCRIPTION = (
+    "Train a VAE: a plain loop over in-memory data, with callbacks, safe checkpoints and resume."
+)
+RUN_FLAGS = ("threads", "log_every", "max_steps", "no_progress")  # how to run, not what to train
+JSON_FLAGS = ("config_json", "device", *RUN_FLAGS)  # what may go with --config-json
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vae.train", description=DESCRIPTION)
+    p.add_argument("--dataset", help="digits, shapes, mnist, fashion-mnist, folder or npz")
+    p.add_argument("--data-dir", help="root of the IDX datasets, an image folder, or a .npz file")
+    p.add_argument("--image-size", type=int, help="square size for shapes/folder datasets")
+    p.add_argument("--arch", choices=["mlp", "conv"], default="mlp")
+    p.add_argument("--latent-dim", type=int, default=20)
+    p.add_argument("--hidden", type=int, nargs="+", help="MLP widths or conv channels")
+    p.add_argument("--dense", type=int, default=256, help="conv only: dense layer width")
+    p.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli")
+    p.add_argument("--sigma-mode", choices=["fixed", "learned"], default="fixed")
+    p.add_argument("--sigma", type=float, default=0.1, help="Gaussian σ (initial, if learned)")
+    p.add_argument("--beta", type=float, default=1.0)
+    p.add_argument("--warmup-steps", type=int, default=0, help="KL warm-up length in steps")
+    p.add_argument("--free-bits", type=float, default=0.0, help="nats per latent dimension")
+    p.add_argument(
+        "--iw-samples",
+        type=int,
+        default=1,
+        help="k > 1: train on the k-sample IWAE bound (Burda et al. 2015) instead of the ELBO",
+    )
+    p.add_argument("--binarize", choices=["auto", "yes", "no"], default="auto")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--grad-clip", type=float, default=100.0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--resume", metavar="RUN", help="continue a run from its train_state")
+    p.add_argument("--out", metavar="RUN", help="run folder to write")
+    p.add_argument(
+        "--config-json",
+        metavar="PATH",
+        help='{"model": {...}, "train": {...}, "out": RUN} instead of the config flags',
+    )
+    return p
+
+
+def given_options(argv: list[str]) -> set[str]:
+    """The dests of the options that `argv` sets (abbreviated and --flag=value forms too)."""
+    p, unset = build_parser(), object()
+    ns = argparse.Namespace(**dict.fromkeys(vars(p.parse_args([])), unset))  # defaults skip set
+    p.parse_known_args(argv, namespace=ns)
+    return {dest for dest, v in vars(ns).items() if v is not unset}
+
+
+def configs_from_args(
+    args: argparse.Namespace, argv: list[str] | None = None
+) -> tuple[ModelConfig, TrainConfig, Path, bool]:
+    """(model config, train config, run folder, resume?) for parsed `args`. `argv` (default
+    `sys.argv[1:]`) tells which flags were given: with --resume, only those override the run's
+    saved config, and --config-json refuses config flags beside it."""
+    argv = sys.argv[1:] if argv is None else argv
+    if args.config_json:
+        given = given_options(argv)
+        extra = sorted(given - set(JSON_FLAGS))
+        if extra:
+            flags = ", ".join("--" + d.replace("_", "-") for d in extra)
+            allowed = ", ".join("--" + d.replace("_", "-") for d in JSON_FLAGS[1:])
+            raise TrainingError(
+                f"--config-json holds the whole config, so {flags} cannot go with it "
+                f"(only {allowed} can); --resume continues a run from its own config.json"
+            )
+        model_cfg, cfg, out = read_config_json(args.config_json)
+        if "device" in given:
+            cfg = dataclasses.replace(cfg, device=args.device)
+        return model_cfg, cfg, out, False
+    if args.resume:
+        given = given_options(argv)
+        run = Path(args.resume)
+        meta = read_config(run)
+        model_cfg = ModelConfig.from_dict(meta["model"])
+        tc = dict(meta["train"])
+        tc["epochs"] = args.epochs if "epochs" in given else tc["epochs"]
+        if "lr" in given:
+            tc["lr"] = args.lr
+        if "iw_samples" in given:  # e.g. fine-tune an ELBO-trained run on the IWAE bound
+            tc["iw_samples"] = args.iw_samples
+        if "device" in given:
+            tc["device"] = args.device
+        out = Path(args.out) if args.out else run
+        if out.resolve() != run.resolve():
+            raise TrainingError(
+                "--resume continues a run in place; leave out --out or set it to RUN"
+            )
+        return model_cfg, TrainConfig.from_dict(tc), out, True
+    if not args.dataset or not args.out:
+        raise TrainingError("--dataset and --out are required (or --resume RUN)")
+    probe = load_dataset(args.dataset, "train", args.data_dir, image_size=args.image_size)
+    hidden = tuple(args.hidden) if args.hidden else ((400,) if args.arch == "mlp" else (32, 64))
+    model_cfg = ModelConfig(
+        image_shape=probe.image_shape,
+        latent_dim=args.latent_dim,
+        arch=args.arch,
+        hidden=hidden,
+        dense=args.dense,
+        likelihood=args.likelihood,
+        sigma_mode=args.sigma_mode,
+        sigma=args.sigma,
+    )
+    cfg = TrainConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        beta=args.beta,
+        warmup_steps=args.warmup_steps,
+        free_bits=args.free_bits,
+        iw_samples=args.iw_samples,
+        binarize={"auto": None, "yes": True, "no": False}[args.binarize],
+        seed=args.seed,
+        device=args.device,
+        compile=args.compile,
+        amp=not args.no_amp,
+        image_size=args.image_size,
+    )
+    return model_cfg, cfg, Path(args.out), False
+
+
+# --- --config-json -----------------------------------------------------------------------------
+def write_config_json(
+    path: str | os.PathLike, model_cfg: ModelConfig, cfg: TrainConfig, out: str | os.PathLike
+) -> None:
+    """Write the file that `python -m vae.train --config-json PATH` trains from."""
+    doc = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "out": str(out)}
+    atomic_write_json(path, doc)
+
+
+def read_config_json(path: str | os.PathLike) -> tuple[ModelConfig, TrainConfig, Path]:
+    """(model config, train config, run folder) from a --config-json file; any problem with
+    the file is a ConfigError that names it."""
+    where = f"--config-json {path}"
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read it ({e.strerror or e})") from None
+    except ValueError as e:  # not UTF-8, or not JSON
+        raise ConfigError(f"{where}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f'{where}: must hold {{"model": ..., "train": ..., "out": ...}}')
+    missing = [k for k in ("model", "train", "out") if k not in doc]
+    unknown = sorted(set(doc) - {"model", "train", "out"})
+    if missing or unknown:
+        problems = [f"missing {', '.join(missing)}"] * bool(missing)
+        problems += [f"unknown key(s) {', '.join(unknown)}"] * bool(unknown)
+        raise ConfigError(f"{where}: {'; '.join(problems)} (keys: model, train, out)")
+    if not isinstance(doc["out"], str) or not doc["out"].strip():
+        raise ConfigError(f'{where}: "out" must be the run folder, as a non-empty string')
+    try:
+        model_cfg = ModelConfig.from_dict(_json_typed(ModelConfig, doc["model"]))
+        cfg = TrainConfig.from_dict(_json_typed(TrainConfig, doc["train"]))
+    except ValueError as e:  # ConfigError, or a bad value inside a list (e.g. "hidden": ["x"])
+        raise ConfigError(f"{where}: {e}") from None
+    return model_cfg, cfg, Path(doc["out"])
+
+
+_JSON_KINDS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "None": (type(None),),
+    "tuple": (list,),
+    "dict": (dict,),
+}
+
+
+def _json_typed(cls: type, d: Any) -> Any:
+    """`d`, once each value has the JSON kind of its field (the dataclasses convert none, so
+    "epochs": 2.5 or "amp": "no" would otherwise train wrongly or fail deep in the loop)."""
+    if not isinstance(d, dict):
+        return d  # from_dict says it must be an object
+    for f in dataclasses.fields(cls):
+        names = [n.strip().split("[")[0] for n in str(f.type).split("|")]
+        if f.name not in d or not all(n in _JSON_KINDS for n in names):
+            continue
+        kinds = tuple(k for n in names for k in _JSON_KINDS[n])
+        v = d[f.name]
+        if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
+            raise ConfigError(f"{cls.__name__}.{f.name} must be {f.type}, got {json.dumps(v)}")
+    return d
+
+
+# --- main --------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    command = "python -m vae.train " + shlex.join(argv)
+    try:
+        model_cfg, cfg, out, resume = configs_from_args(args, argv)
+        if resume:  # keep the command that made the run, and say how it was continued
+            command = read_config(out).get("command", "") + " ; then: " + command
+        result = train(
+            model_cfg,
+            cfg,
+            out,
+            resume=resume,
+            command=command,
+            log_every=args.log_every,
+            progress_bar=not args.no_progress,
+            max_steps=args.max_steps,
+        )
+    except (TrainingError, DatasetError, ConfigError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        m = result.metrics
+        print(
+            f"{result.state}: {result.epoch} epochs, {result.step} steps "
+            f"in {m['wall_time_s']:.1f} s "
+            f"({m['train_samples_per_s']:.0f} samples/s on {m['device']}). "
+            f"Test ELBO {m.get('test_elbo', float('nan')):.2f}. Saved to {result.run_dir}"
+        )
+    return 0

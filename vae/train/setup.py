@@ -1,0 +1,201 @@
+"""Everything the training loop needs, built once: ranks, device, data, model, optimiser, resume.
+
+`setup()` returns a `Setup`; `save_checkpoint()` writes the weights, optimiser and RNG state that
+`setup(resume=True)` reads back, all in one train_state file so they always belong to one step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from vae.checkpoint import CheckpointError, load_train_state, save_model, save_train_state
+from vae.config import ModelConfig, TrainConfig
+from vae.data import load_dataset
+from vae.device import resolve_device
+from vae.model import VAE
+from vae.record import binarize_rule
+from vae.train.stopping import TrainingError
+from vae.train.sums import EMPTY_SUMS
+
+
+@dataclass
+class Setup:
+    """The built run. `step`, `epoch`, `batch_in_epoch`, `epoch_acc` and `wall_s` say where the
+    loop starts: all zero for a fresh run, the saved position for a resumed one."""
+
+    cfg: TrainConfig
+    rank: int
+    world: int  # number of processes (1 without torchrun)
+    device: torch.device
+    x_train: torch.Tensor  # (N, C, H, W), resident on the device
+    x_test: torch.Tensor  # (M, C, H, W)
+    binarize: bool  # dynamic binarization (Salakhutdinov & Murray 2008) of every batch
+    dataset_info: dict[str, Any]
+    model: VAE
+    fwd: torch.nn.Module  # what the loop calls: the model, maybe wrapped in DDP and compiled
+    opt: torch.optim.Optimizer
+    use_amp: bool  # bf16 autocast (CUDA only)
+    per_rank_batch: int
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    epoch_acc: dict[str, Any] = field(default_factory=lambda: dict(EMPTY_SUMS))
+    wall_s: float = 0.0  # wall time of the run before this process
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def ranks() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) for a single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    return 0, 1
+
+
+def init_device(name: str, world: int) -> torch.device:
+    """Resolve `--device`; under torchrun, pin this rank's GPU and join the process group."""
+    device = resolve_device(name)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def build_optimizer(model: VAE, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW (Loshchilov & Hutter 2019)."""
+    return torch.optim.AdamW(
+        model.parameters(),
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=device.type in ("cpu", "cuda"),  # one kernel for all parameters
+    )
+
+
+def setup(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+) -> Setup:
+    """Build the run in `run_dir`: fresh, or (`resume`) from its train_state."""
+    rank, world = ranks()
+    device = init_device(cfg.device, world)
+
+    # data, resident on the device
+    train_ds = load_dataset(cfg.dataset, "train", cfg.data_dir, image_size=cfg.image_size)
+    test_ds = load_dataset(cfg.dataset, "test", cfg.data_dir, image_size=cfg.image_size)
+    if tuple(train_ds.image_shape) != tuple(model_cfg.image_shape):
+        raise TrainingError(
+            f"dataset {cfg.dataset} has images of shape {train_ds.image_shape}, but the model "
+            f"expects {model_cfg.image_shape}"
+        )
+    binarize = binarize_rule(cfg.binarize, model_cfg.likelihood, train_ds.binary_like)
+    x_train = train_ds.x.to(device)  # (N, C, H, W)
+    x_test = test_ds.x.to(device)  # (M, C, H, W)
+
+    # model and optimiser, then the saved state over them
+    torch.manual_seed(cfg.seed)
+    model = VAE(model_cfg).to(device)
+    opt = build_optimizer(model, cfg, device)
+    start = resume_state(run_dir, model, opt) if resume else {}
+    for group in opt.param_groups:  # a resumed run may have been given a new lr
+        group["lr"] = cfg.lr
+    model.train()
+    fwd: torch.nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        fwd = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if cfg.compile:
+        fwd = torch.compile(fwd)
+
+    # each rank takes every world-th image of the epoch's permutation, in per-rank batches
+    per_rank_batch = max(1, cfg.batch_size // world)
+    steps_per_epoch = max(1, (x_train.shape[0] // world) // per_rank_batch)
+    total_steps = steps_per_epoch * cfg.epochs
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    return Setup(
+        cfg=cfg,
+        rank=rank,
+        world=world,
+        device=device,
+        x_train=x_train,
+        x_test=x_test,
+        binarize=binarize,
+        dataset_info=train_ds.info(),
+        model=model,
+        fwd=fwd,
+        opt=opt,
+        use_amp=cfg.amp and device.type == "cuda",
+        per_rank_batch=per_rank_batch,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        **start,
+    )
+
+
+def resume_state(run_dir: Path, model: VAE, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Load weights, optimiser and torch RNG in place; returns where the run stopped."""
+    rest, meta = load_train_state(run_dir, opt)
+    weights = {k[6:]: v for k, v in rest.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise CheckpointError(f"{run_dir}: train_state does not match the model: {e}") from None
+    if "rng.torch" in rest:
+        torch.set_rng_state(rest["rng.torch"])
+    return {
+        "step": int(meta["step"]),
+        "epoch": int(meta["epoch"]),
+        "batch_in_epoch": int(meta["batch_in_epoch"]),
+        "epoch_acc": dict(meta.get("epoch_acc", EMPTY_SUMS)),
+        "wall_s": float(meta.get("wall_s", 0.0)),
+    }
+
+
+def save_checkpoint(
+    s: Setup,
+    run_dir: Path,
+    command: str,
+    *,
+    step: int,
+    epoch: int,
+    batch_in_epoch: int,
+    epoch_acc: dict[str, Any],
+    wall_s: float,
+) -> None:
+    """Weights and config.json (the loadable model), then the train_state to resume from.
+    Rank 0 only; the other ranks hold the same weights."""
+    if not s.is_main:
+        return
+    save_model(run_dir, s.model, dataset=s.dataset_info, train=s.cfg.to_dict(), command=command)
+    tensors = {"rng.torch": torch.get_rng_state()}
+    tensors.update({f"model.{k}": v for k, v in s.model.state_dict().items()})
+    meta = {
+        "step": step,
+        "epoch": epoch,
+        "batch_in_epoch": batch_in_epoch,
+        "epoch_acc": epoch_acc,
+        "wall_s": wall_s,
+    }
+    save_train_state(run_dir, s.opt, tensors, meta)

@@ -1,0 +1,93 @@
+"""What a run tells the app while it trains, through files in its folder (`vae.record.RunDir`):
+
+    status.json   state, epoch, step, ETA and pid, rewritten atomically (StatusWriter)
+    steps.jsonl   one StepInfo line every `log_every` steps
+    STOP          written by the app (`vae.jobs.stop`): finish the step, save, exit
+    log.txt       the trainer's stdout and stderr, captured by `vae.jobs`
+
+The file-name constants stay for `from vae.train import STATUS_FILE` and friends.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from vae.checkpoint import append_jsonl, atomic_write_json
+from vae.record import RunDir
+
+STATUS_FILE = RunDir(".").status.name  # "status.json"
+STEPS_FILE = RunDir(".").steps_log.name  # "steps.jsonl"
+LOG_FILE = RunDir(".").log.name  # "log.txt"
+STOP_FILE = RunDir(".").stop.name  # "STOP"
+
+
+@dataclass
+class StepInfo:
+    """One line of steps.jsonl (plus its "time"), and what `train(on_step=...)` receives."""
+
+    step: int
+    epoch: int
+    total_steps: int
+    loss: float
+    elbo: float
+    recon: float
+    kl: float
+    beta: float
+
+
+def open_run_dir(run_dir: Path, resume: bool) -> None:
+    """Make the folder; a fresh run drops the logs of an earlier one; an old STOP is removed."""
+    rd = RunDir(run_dir)
+    rd.path.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for f in (rd.epochs_log, rd.steps_log):
+            f.unlink(missing_ok=True)
+    rd.stop.unlink(missing_ok=True)
+
+
+def append_step(run_dir: Path, info: StepInfo) -> None:
+    append_jsonl(RunDir(run_dir).steps_log, {**asdict(info), "time": time.time()})
+
+
+class StatusWriter:
+    """`status.json`: state, epoch, step, ETA and pid, for the app to poll. Throttled to ~2/s."""
+
+    def __init__(self, run_dir: Path, enabled: bool, epochs: int, total_steps: int) -> None:
+        self.run_dir, self.enabled = run_dir, enabled
+        self.epochs, self.total_steps = epochs, total_steps
+        self.last = 0.0
+        self.first_step: int | None = None
+
+    def eta(self, elapsed_s: float, step: int) -> float:
+        """Seconds left at this process's pace (steps done since its first status write)."""
+        done = step - (self.first_step or 0)
+        return elapsed_s / max(done, 1) * (self.total_steps - step)
+
+    def write(
+        self, state: str, epoch: int, step: int, eta_s: float | None, message: str = ""
+    ) -> None:
+        if not self.enabled:
+            return
+        if self.first_step is None:
+            self.first_step = step
+        now = time.time()
+        if state == "running" and now - self.last < 0.5 and step < self.total_steps:
+            return
+        self.last = now
+        atomic_write_json(
+            RunDir(self.run_dir).status,
+            {
+                "state": state,
+                "epoch": epoch,
+                "epochs": self.epochs,
+                "step": step,
+                "total_steps": self.total_steps,
+                "eta_s": None if eta_s is None else round(eta_s, 1),
+                "pid": os.getpid(),
+                "updated": now,
+                "message": message,
+            },
+        )
