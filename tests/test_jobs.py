@@ -190,10 +190,12 @@ def test_train_command_rebuilds_the_same_configs(tmp_path):
     m = ModelConfig(image_shape=(1, 8, 8), latent_dim=5, arch="conv", hidden=(8, 16), dense=32,
                     likelihood="gaussian", sigma_mode="learned", sigma=0.3)  # fmt: skip
     c = cfg(7, lr=2.5e-4, beta=4.0, warmup_steps=30, free_bits=0.25, binarize=False, seed=11)
+    (tmp_path / "r").mkdir()
     cmd = jobs.train_command(m, c, tmp_path / "r", threads=1, log_every=3)
-    assert cmd[:3] == [sys.executable, "-m", "vae.train"]
+    request = tmp_path / "r" / "job_config.json"
+    assert cmd[:5] == [sys.executable, "-m", "vae.train", "--config-json", str(request)]
     args = build_parser().parse_args(cmd[3:])
-    m2, c2, out, resume = configs_from_args(args)
+    m2, c2, out, resume = configs_from_args(args, cmd[3:])
     assert m2 == m and c2 == c and out == tmp_path / "r" and not resume
     assert args.threads == 1 and args.log_every == 3 and args.no_progress
 

@@ -41,6 +41,7 @@ class RunDir:
     stop = property(lambda self: self.path / "STOP")
     log = property(lambda self: self.path / "log.txt")
     job = property(lambda self: self.path / "job.json")
+    request = property(lambda self: self.path / "job_config.json")  # what the app asked to train
     exit = property(lambda self: self.path / "exit.json")
     cache = property(lambda self: self.path / ".cache")
 

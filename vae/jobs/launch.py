@@ -34,6 +34,7 @@ from vae.jobs.state import (
     max_jobs_per_device,
     runs_root,
 )
+from vae.record import RunDir
 from vae.threads import job_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -76,32 +77,16 @@ def train_command(
     threads: int | None = None,
     log_every: int = 20,
 ) -> list[str]:
-    """The `python -m vae.train` argument list that rebuilds exactly these configs."""
-    m = model_cfg
-    cmd = [sys.executable, "-m", "vae.train", "--dataset", cfg.dataset]
-    if cfg.data_dir:
-        cmd += ["--data-dir", str(cfg.data_dir)]
-    if cfg.image_size:
-        cmd += ["--image-size", str(cfg.image_size)]
-    cmd += [
-        "--arch", m.arch, "--latent-dim", str(m.latent_dim),
-        "--hidden", *map(str, m.hidden), "--dense", str(m.dense),
-        "--likelihood", m.likelihood, "--sigma-mode", m.sigma_mode, "--sigma", repr(m.sigma),
-        "--beta", repr(float(cfg.beta)), "--warmup-steps", str(cfg.warmup_steps),
-        "--free-bits", repr(float(cfg.free_bits)),
-        "--binarize", {None: "auto", True: "yes", False: "no"}[cfg.binarize],
-        "--epochs", str(cfg.epochs), "--batch-size", str(cfg.batch_size),
-        "--lr", repr(float(cfg.lr)), "--weight-decay", repr(float(cfg.weight_decay)),
-        "--grad-clip", repr(float(cfg.grad_clip)), "--device", cfg.device,
-        "--seed", str(cfg.seed),
-    ]  # fmt: skip
-    if cfg.compile:
-        cmd.append("--compile")
-    if not cfg.amp:
-        cmd.append("--no-amp")
+    """Write the configs to `<out>/job_config.json` and return the `python -m vae.train
+    --config-json` command that trains exactly them (no argv to rebuild, nothing to drift)."""
+    from vae.train.cli import write_config_json
+
+    request = RunDir(out).request
+    write_config_json(request, model_cfg, cfg, out)
+    cmd = [sys.executable, "-m", "vae.train", "--config-json", str(request)]
     if threads:
         cmd += ["--threads", str(threads)]
-    return cmd + ["--no-progress", "--log-every", str(log_every), "--out", str(out)]
+    return cmd + ["--no-progress", "--log-every", str(log_every)]
 
 
 def _nice_once_running(proc: subprocess.Popen, run_dir: Path) -> None:
