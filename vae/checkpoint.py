@@ -18,9 +18,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from vae.config import ConfigError, ModelConfig
+from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.errors import ExplorerError
 from vae.model import VAE, unwrap
+from vae.record import train_config
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -156,6 +157,11 @@ class Run:
     @property
     def dataset(self) -> dict[str, Any]:
         return self.meta.get("dataset", {})
+
+    @property
+    def train(self) -> TrainConfig:
+        """The saved train section, typed (defaults for what an old or hand-made config lacks)."""
+        return train_config(self.meta.get("train"))
 
 
 def refuse_pickle(path: Path) -> None:

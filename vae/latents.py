@@ -68,14 +68,14 @@ def run_dataset(
     `vae.train` uses (`load_dataset`'s default, 0, unless the dataset info records a
     `split_seed`), so `digits`, `shapes`, `folder` and `npz` get the training split.
     """
-    info, train = run.dataset, run.meta.get("train", {}) or {}
+    info, train = run.dataset, run.train
     name = info.get("name")
     if not name:
         raise DatasetError(f"{run.path} does not record which dataset it was trained on")
-    if data_dir is None and train.get("data_dir"):
-        data_dir = train["data_dir"]
+    if data_dir is None and train.data_dir:
+        data_dir = train.data_dir
     shape = tuple(run.config.image_shape)
-    image_size = train.get("image_size") or (shape[1] if name in ("shapes", "folder") else None)
+    image_size = train.image_size or (shape[1] if name in ("shapes", "folder") else None)
     ds = load_dataset(
         name,
         split,

@@ -145,7 +145,7 @@ def read_logs(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, An
     return read_jsonl(rd.epochs_log), read_jsonl(rd.steps_log)
 
 
-def _train_config(d: Any) -> TrainConfig:
+def train_config(d: Any) -> TrainConfig:
     """The saved train section as a TrainConfig; unknown or bad keys fall back to defaults (old
     runs and hand-written configs carry partial sections)."""
     if not isinstance(d, dict):
@@ -183,7 +183,7 @@ class RunRecord:
         except RecordError:
             metrics = {}
         command = cfg.get("command") if isinstance(cfg.get("command"), str) else ""
-        return cls(rd, model, _train_config(cfg.get("train")), dataset, command, metrics)
+        return cls(rd, model, train_config(cfg.get("train")), dataset, command, metrics)
 
     def headline(self) -> Headline | None:
         return headline(self.metrics)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vae.checkpoint import CONFIG_FILE, STATE_META_FILE, atomic_write_json
+from vae.checkpoint import STATE_META_FILE, atomic_write_json
 from vae.config import ModelConfig, TrainConfig
 from vae.jobs.proc import lower_priority, proc_start, wait_and_record
 from vae.jobs.state import (
@@ -34,7 +34,7 @@ from vae.jobs.state import (
     max_jobs_per_device,
     runs_root,
 )
-from vae.record import RunDir
+from vae.record import RecordError, RunDir, RunRecord
 from vae.threads import job_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -187,17 +187,20 @@ def resume(
         meta = _read(run_dir / STATE_META_FILE)
         if not meta or not s.has_model:
             raise JobError(f"{name} has no training state to resume from")
-        train_cfg = _read(run_dir / CONFIG_FILE).get("train") or {}
-        total = int(epochs or train_cfg.get("epochs", 0))
+        try:
+            train_cfg = RunRecord.read(run_dir).train
+        except RecordError as e:
+            raise JobError(f"{name} cannot be resumed: {e}") from None
+        total = int(epochs or train_cfg.epochs)
         if int(meta.get("epoch", 0)) >= total:
             raise JobError(
                 f"{name} has already trained {meta.get('epoch')} of {total} epochs; ask for more "
                 "epochs to continue it"
             )
         try:
-            slot = device_slot(str(train_cfg.get("device") or "auto"))
+            slot = device_slot(train_cfg.device or "auto")
         except ValueError as e:
-            raise JobError(f"{e}; this run was trained on {train_cfg.get('device')}") from None
+            raise JobError(f"{e}; this run was trained on {train_cfg.device}") from None
         _check_capacity(root, slot)
         # the previous job's stop request is answered: left in place, it would show the new
         # job as "stopping" until the trainer starts and clears it

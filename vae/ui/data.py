@@ -26,7 +26,7 @@ def dataset_name(run: Run) -> str:
 
 
 def data_dir_of(run: Run) -> str | None:
-    return (run.meta.get("train") or {}).get("data_dir")
+    return run.train.data_dir
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=6)

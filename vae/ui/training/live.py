@@ -16,7 +16,8 @@ from typing import Any
 import streamlit as st
 
 from vae import jobs
-from vae.checkpoint import CONFIG_FILE, METRICS_JSONL, CheckpointError, read_json, read_jsonl
+from vae.checkpoint import METRICS_JSONL, read_jsonl
+from vae.record import RecordError, RunRecord
 from vae.train import STEPS_FILE
 from vae.ui import state
 from vae.ui.training.figures import curves_figure, kl_heatmap
@@ -76,19 +77,18 @@ def progress_text(s: jobs.JobStatus) -> str:
 def summary(run_dir: Path, s: jobs.JobStatus) -> str:
     """One line: dataset, model and settings of a run, from its config.json."""
     try:
-        meta = read_json(run_dir / CONFIG_FILE)
-    except CheckpointError:
+        rec = RunRecord.read(run_dir)
+    except RecordError:
         return f"on {s.device}" if s.device else ""
-    m, t = meta.get("model") or {}, meta.get("train") or {}
-    hidden = ", ".join(str(h) for h in m.get("hidden") or [])
+    m, t = rec.model, rec.train
     parts = [
-        str(t.get("dataset", "?")),
-        f"{str(m.get('arch', '?')).upper()} ({hidden})",
-        f"{m.get('latent_dim')}-d latent",
-        f"{m.get('likelihood')} decoder",
-        f"β {t.get('beta')}",
-        f"batch {t.get('batch_size')}",
-        f"lr {t.get('lr'):g}" if isinstance(t.get("lr"), (int, float)) else "",
+        t.dataset,
+        f"{m.arch.upper()} ({', '.join(map(str, m.hidden))})",
+        f"{m.latent_dim}-d latent",
+        f"{m.likelihood} decoder",
+        f"β {t.beta:g}",
+        f"batch {t.batch_size}",
+        f"lr {t.lr:g}",
         f"on {s.device}" if s.device else "",
     ]
     return " · ".join(p for p in parts if p)

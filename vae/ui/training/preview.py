@@ -59,11 +59,9 @@ def preview(path: str, stamp: tuple[int, int]) -> Preview:
     file has `stamp` (mtime, size): hashed, so each new checkpoint gets a fresh entry."""
     run = load_run(path)
     samples_img = images.grid(list(infer.prior_images(run, 16, seed=0)), ncol=4)
-    train = run.meta.get("train") or {}
+    train = run.train
     try:
-        test_set = _test_images(
-            str(train.get("dataset")), train.get("data_dir"), train.get("image_size")
-        )
+        test_set = _test_images(train.dataset, train.data_dir, train.image_size)
     except DatasetError:
         return Preview(samples_img, None, None, None, [], ("", ""))
     x = test_set.x  # (N, C, H, W)
