@@ -7,7 +7,7 @@ from vae.anomaly import detection
 from vae.checkpoint import CheckpointError
 from vae.data import DatasetError
 from vae.traversal import far_from_data, nearest_labels, offsets, traversal_codes
-from vae.ui import analysis, cache, charts, data, grids, images, infer, models, plots, state
+from vae.ui import analysis, cache, charts, data, image_grids, images, infer, maps, models, state
 
 URL = "guided-demos"
 TOURS = ["The ideas", "Smooth latent spaces", "What each dimension does", "Anomaly detection"]
@@ -31,7 +31,7 @@ tabs = st.tabs(TOURS, key="demo_tour", on_change="rerun")
 
 
 def pic(arrs, ncol: int, tile: int = 48, **kw) -> None:
-    st.image(grids.labelled_grid(list(arrs), ncol, tile=tile, **kw), output_format="PNG")
+    st.image(image_grids.labelled_grid(list(arrs), ncol, tile=tile, **kw), output_format="PNG")
 
 
 # --- 1. the ideas ---------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ if tabs[0].open:
             with b:
                 order = np.argsort(-kl_d)[: min(D, 16)]
                 st.plotly_chart(
-                    plots.posterior_bars(mean, std, dims=order, height=240),
+                    charts.posterior_bars(mean, std, dims=order, height=240),
                     key="demo_posterior",
                     config={"displayModeBar": False},
                 )
@@ -149,7 +149,7 @@ if tabs[1].open:
                     table = cache.latent_table(twin, 2000)
                     tds = data.load(twin)
                     xy = table.mean[:, :2]
-                    fig = plots.latent_map(
+                    fig = maps.latent_map(
                         xy,
                         table.labels,
                         categorical=True,
@@ -169,8 +169,8 @@ if tabs[1].open:
                             line=dict(color="#444", dash=dash, width=1.5),
                         )
                     holes = far_from_data(xy, 8)  # (8, 2)
-                    charts.add_points(fig, z_prior, "prior samples", symbol="x")
-                    charts.add_points(fig, holes, "holes", symbol="circle-open", color="#e4572e")
+                    maps.add_points(fig, z_prior, "prior samples", symbol="x")
+                    maps.add_points(fig, holes, "holes", symbol="circle-open", color="#e4572e")
                     fig.update_layout(dragmode="pan", yaxis=dict(scaleanchor="x", scaleratio=1))
                     st.plotly_chart(fig, key=f"demo_map_{name}", config={"displaylogo": False})
                     sigma = float(np.exp(0.5 * table.logvar).mean())
@@ -245,7 +245,7 @@ if tabs[2].open:
                         f"({100 * share[1]:.0f}%)."
                         + (" It changes style more than class." if lab[0] == lab[1] else "")
                     )
-            collapsed = [d for d in order if kl[d] < plots.COLLAPSED_KL]
+            collapsed = [d for d in order if kl[d] < maps.COLLAPSED_KL]
             if collapsed:
                 d = collapsed[0]
                 codes = traversal_codes(np.zeros(D, np.float32), [d], offs)[0]
@@ -283,7 +283,9 @@ if tabs[3].open:
             for col, (name, x) in zip(cols, examples.items(), strict=True):
                 with col:
                     st.image(
-                        grids.labelled_grid(list(x), 4, tile=36), caption=name, output_format="PNG"
+                        image_grids.labelled_grid(list(x), 4, tile=36),
+                        caption=name,
+                        output_format="PNG",
                     )
             rate = st.columns([2, 3])[0].slider(
                 "Accepted false-alarm rate (share of normal test images flagged)",

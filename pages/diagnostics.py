@@ -7,7 +7,7 @@ import streamlit as st
 
 from vae.data import DatasetError
 from vae.thresholds import ACTIVE_UNIT, COLLAPSED_KL
-from vae.ui import analysis, cache, charts, data, grids, infer, models, state
+from vae.ui import analysis, cache, charts, data, image_grids, infer, models, state
 
 URL = "model-diagnostics"
 K_CHOICES = [1, 10, 50, 100, 500, 1000, 5000]
@@ -269,7 +269,7 @@ with tabs[3]:
         st.markdown("**Samples from the prior**")
         seed = st.number_input("Seed", 0, 1_000_000, 0, key="diag_seed")
         z = np.random.default_rng(int(seed)).standard_normal((32, D)).astype(np.float32)
-        st.image(grids.labelled_grid(infer.decode(run, z), 8, tile=56), output_format="PNG")
+        st.image(image_grids.labelled_grid(infer.decode(run, z), 8, tile=56), output_format="PNG")
         st.caption(
             "z ~ N(0, I), decoded: what the model generates on its own. Blurry or mixed "
             "pictures come from regions of latent space that no training image mapped to."
@@ -284,7 +284,7 @@ with tabs[3]:
             )
             x = data.images(ds, list(range(int(start), min(len(ds), int(start) + 8))))
             rec = infer.reconstruct(run, x)
-            pic = grids.labelled_grid(
+            pic = image_grids.labelled_grid(
                 list(x) + list(rec),
                 len(x),
                 row_labels=["original", "recon"],

@@ -6,7 +6,7 @@ import streamlit as st
 from vae.data import DatasetError
 from vae.imageio import ImageError, open_image
 from vae.preprocess import PreprocessError
-from vae.ui import cache, data, images, infer, models, plots, state
+from vae.ui import cache, charts, data, images, infer, maps, models, state
 
 K = 8  # nearest neighbours shown
 
@@ -84,7 +84,7 @@ for i, (name, blob) in enumerate(files):
         with right:
             order = table.dim_order()
             st.plotly_chart(
-                plots.posterior_bars(enc.mean, enc.std, dims=order[: min(len(order), 32)]),
+                charts.posterior_bars(enc.mean, enc.std, dims=order[: min(len(order), 32)]),
                 key=f"posterior_{i}",
                 config={"displayModeBar": False},
             )
@@ -111,7 +111,7 @@ if placed:
     st.subheader("Where they land on the map")
     xy = np.asarray(proj.embedding, np.float32)
     color = table.labels if table.labels is not None else table.kl
-    fig = plots.latent_map(
+    fig = maps.latent_map(
         xy,
         color,
         categorical=table.labels is not None,
@@ -121,7 +121,7 @@ if placed:
         height=480,
     ).figure
     pts = np.asarray(proj.transform(np.stack([m for _, m in placed])), np.float32)  # (M, 2)
-    plots.add_stars(fig, pts, [n for n, _ in placed])
+    maps.add_stars(fig, pts, [n for n, _ in placed])
     st.plotly_chart(fig, key="encode_map", config={"displaylogo": False})
     st.caption(
         "Each ★ is an uploaded image, placed with the map's existing projection (nothing is "

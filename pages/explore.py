@@ -7,7 +7,7 @@ import streamlit as st
 
 from vae.data import DatasetError
 from vae.projection import available_methods
-from vae.ui import cache, data, images, infer, live, models, plots, sliders, state
+from vae.ui import cache, data, image_grids, images, infer, live, maps, models, sliders, state
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 SIZES = [1000, 2000, 5000, 10_000]
@@ -110,7 +110,7 @@ def on_select() -> None:
     if not event or positions is None:
         return
     sel = event.selection
-    fig = plots.MapFigure(None, positions)  # only used to map selections back to rows
+    fig = maps.MapFigure(None, positions)  # only used to map selections back to rows
     picked = fig.selected_rows(sel.get("points", []))
     if sel.get("box") or sel.get("lasso"):
         st.session_state["_lasso_rows"] = picked
@@ -154,7 +154,7 @@ lasso_rows = [r for r in lasso_rows if r < len(table.rows)]
 left, right = st.columns([5, 4], gap="large")
 
 # --- the latent panel: decoded in the browser while the pointer moves (vae.ui.live) -------------
-grid = plots.density_grid(xy)
+grid = maps.density_grid(xy)
 limit = sliders.limit_for(table.mean)  # ±3, or wider when the data's codes lie further out
 with right:
     if live_dec is not None and method != "pca":
@@ -165,7 +165,7 @@ live_proj = live.projection_spec(proj, table_id) if live_dec is not None else No
 
 
 def panel_caption(kl: np.ndarray) -> str:
-    n_collapsed = int((kl < plots.COLLAPSED_KL).sum())
+    n_collapsed = int((kl < maps.COLLAPSED_KL).sum())
     return (
         "Sliders are ordered by how much information each dimension carries (mean KL to the "
         "prior)."
@@ -212,14 +212,14 @@ def latent_panel() -> None:
             "zv": st.session_state.get(zv_key, 0),
             "order": [int(d) for d in sliders.order(kl)],
             "kl": [round(float(v), 4) for v in kl],
-            "collapsed": plots.COLLAPSED_KL,
+            "collapsed": maps.COLLAPSED_KL,
             "limit": limit,
             "top": sliders.TOP,
             "showAll": bool(show_all) or D <= sliders.TOP,
             "proj": live_proj,
             "serverStar": [float(v) for v in to_map(z)],
             "minimap": {
-                "png": images.data_uri(plots.position_image(grid, None, size=160)),
+                "png": images.data_uri(maps.position_image(grid, None, size=160)),
                 "extent": [float(ex[0]), float(ex[-1]), float(ey[0]), float(ey[-1])],
             },
             "mapKey": MAP_KEY,
@@ -280,7 +280,7 @@ def server_panel() -> None:
     )
     with map_col:
         st.image(
-            images.data_uri(plots.position_image(grid, to_map(z))),
+            images.data_uri(maps.position_image(grid, to_map(z))),
             width="stretch",
             alt="position of z",
         )
@@ -361,7 +361,7 @@ with left:
     # With browser decoding the ★ is drawn over the map by the latent panel and follows z live.
     marker = to_map(state.peek_z(D)) if live_dec is None else None
     highlight = xy[[sel_pos]] if sel_pos is not None else None
-    map_fig = plots.latent_map(
+    map_fig = maps.latent_map(
         xy,
         color,
         categorical=categorical,
@@ -410,7 +410,7 @@ with left:
         g1, g2 = st.columns([2, 1])
         shown = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), 64)).astype(int))]
         g1.image(
-            images.upscale(images.grid(list(data.images(ds, shown)), pad=1), 384),
+            images.upscale(image_grids.tiles(list(data.images(ds, shown)), pad=1), 384),
             caption="The selected originals"
             + (" (64 of them, evenly spread)." if len(rows) > 64 else "."),
             output_format="PNG",

@@ -8,7 +8,7 @@ from vae.imageio import ImageError, open_image
 from vae.preprocess import PreprocessError
 from vae.projection import ProjectionError
 from vae.traversal import attribute_vector, nearest_labels, path_codes
-from vae.ui import cache, charts, data, grids, images, infer, live, models, plots, state
+from vae.ui import cache, charts, data, image_grids, images, infer, live, maps, models, state
 
 URL = "interpolate-latents"
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -173,8 +173,8 @@ with tab_path:
                 "Drag the handle from A to B (or use the arrow keys): every point of the "
                 f"{MODES.get(mode, mode)} path is decoded in your browser as you move."
             )
-        strip = grids.strip(decoded, [f"{v:.2f}" for v in t], tile=72)
-        gif = grids.gif_bytes(decoded, size=192, fps=6)
+        strip = image_grids.strip(decoded, [f"{v:.2f}" for v in t], tile=72)
+        gif = image_grids.gif_bytes(decoded, size=192, fps=6)
         d1, d2, _ = st.columns([1, 1, 3])
         d1.download_button(
             "Strip (PNG)",
@@ -206,7 +206,7 @@ with tab_path:
                 st.error(f"Could not place the path on the {METHOD_NAMES.get(method)} map: {e}")
             if proj is not None:
                 labelled = table.labels is not None
-                fig = plots.latent_map(
+                fig = maps.latent_map(
                     proj.embedding,
                     table.labels if labelled else table.kl,
                     categorical=labelled,
@@ -216,7 +216,7 @@ with tab_path:
                     axis_titles=("PC 1", "PC 2") if method == "pca" else ("", ""),
                     height=460,
                 ).figure
-                charts.add_path(fig, path_xy)
+                maps.add_path(fig, path_xy)
                 fig.update_layout(dragmode="pan")
                 st.plotly_chart(fig, key="interp_map", config={"displaylogo": False})
                 st.caption(
@@ -318,7 +318,7 @@ with tab_math:
         alphas = np.linspace(0.0, float(alpha), 7)
         walk = base[0][None, :] + alphas[:, None] * vec[None, :]  # (7, D)
         ticks = [f"{a:+.2f}".rstrip("0").rstrip(".") for a in alphas]
-        pic = grids.strip(infer.decode(run, walk), ticks, tile=80)
+        pic = image_grids.strip(infer.decode(run, walk), ticks, tile=80)
         st.image(pic, output_format="PNG")
         st.caption(
             f"The numbers above the pictures are α. From image #{base_row} (left, α = 0) to "

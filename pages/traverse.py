@@ -6,7 +6,7 @@ import streamlit as st
 from vae.data import DatasetError
 from vae.projection import ProjectionError
 from vae.traversal import manifold_codes, offsets, plane_points, traversal_codes
-from vae.ui import cache, data, grids, images, infer, live, models, plots, sliders, state
+from vae.ui import cache, data, image_grids, images, infer, live, maps, models, sliders, state
 
 URL = "traverse-latents"
 STEPS = [5, 7, 9, 11, 13]
@@ -42,7 +42,7 @@ except DatasetError as e:
 def dim_label(d: int) -> str:
     if kl is None:
         return f"z{d}"
-    return f"z{d} · KL {kl[d]:.2f}" + (" · collapsed" if kl[d] < plots.COLLAPSED_KL else "")
+    return f"z{d} · KL {kl[d]:.2f}" + (" · collapsed" if kl[d] < maps.COLLAPSED_KL else "")
 
 
 # --- controls -------------------------------------------------------------------------------------
@@ -98,13 +98,13 @@ with tab_rows:
         key="trav_hide",
         persist_state="session",
         disabled=kl is None,
-        help=f"Leave out dimensions whose KL is below {plots.COLLAPSED_KL:g} nats: they do nothing",
+        help=f"Leave out dimensions whose KL is below {maps.COLLAPSED_KL:g} nats: they do nothing",
     )
     offs = offsets(int(steps), float(span))
     col_labels = [tick(v) for v in offs]
     mid = int(steps) // 2
     dims = [
-        d for d in order if not (hide_collapsed and kl is not None and kl[d] < plots.COLLAPSED_KL)
+        d for d in order if not (hide_collapsed and kl is not None and kl[d] < maps.COLLAPSED_KL)
     ]
     if not dims:
         st.info(
@@ -125,9 +125,9 @@ with tab_rows:
         dims = dims[:n_rows]
         codes = traversal_codes(centre, dims, offs)  # (R, S, D)
         tiles = infer.decode(run, codes.reshape(-1, D))  # (R*S, C, H, W)
-        muted = [r for r, d in enumerate(dims) if kl is not None and kl[d] < plots.COLLAPSED_KL]
+        muted = [r for r, d in enumerate(dims) if kl is not None and kl[d] < maps.COLLAPSED_KL]
         tile = int(np.clip(640 // int(steps), 44, 80))
-        pic = grids.labelled_grid(
+        pic = image_grids.labelled_grid(
             tiles,
             int(steps),
             row_labels=[dim_label(d) for d in dims],
@@ -216,7 +216,7 @@ with tab_plane:
     if plane is not None:
         tiles = infer.decode(run, plane)  # (S*S, C, H, W)
         tile = int(np.clip(720 // int(n_grid), 32, 72))
-        pic2 = grids.labelled_grid(
+        pic2 = image_grids.labelled_grid(
             tiles, int(n_grid), row_labels=row_labels, col_labels=cols, tile=tile, font_size=11
         )
         st.image(pic2, output_format="PNG")
@@ -268,7 +268,7 @@ with tab_gif:
     frames = g2.slider("Frames", 5, 41, 21, 2, key="trav_frames", persist_state="session")
     fps = g3.slider("Frames per second", 2, 24, 10, key="trav_fps", persist_state="session")
     codes = traversal_codes(centre, [int(d_gif)], offsets(int(frames), float(span)))[0]  # (F, D)
-    gif = grids.gif_bytes(infer.decode(run, codes), size=192, fps=float(fps))
+    gif = image_grids.gif_bytes(infer.decode(run, codes), size=192, fps=float(fps))
     a, b = st.columns([1, 3], vertical_alignment="center")
     a.image(gif, width=192)
     b.caption(

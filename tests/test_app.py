@@ -419,11 +419,11 @@ def test_lasso_selection_shows_grid_and_mean_decoding(app):
 
 
 def test_map_selection_maps_back_to_table_rows():
-    from vae.ui import plots
+    from vae.ui import maps
 
     xy = np.arange(12, dtype=np.float32).reshape(6, 2)
     labels = np.array([1, 0, 1, 2, 0, 1])
-    m = plots.latent_map(
+    m = maps.latent_map(
         xy, labels, categorical=True, color_title="label", marker=np.zeros(2), selected=xy[:1]
     )
     # traces: class 0 -> positions [1, 4], class 1 -> [0, 2, 5], class 2 -> [3], ring, star

@@ -1,4 +1,4 @@
-"""Latent walks (vae.traversal), anomaly scores (vae.anomaly) and picture helpers (vae.ui.grids)."""
+"""Latent walks (vae.traversal), anomaly scores (vae.anomaly), grids (vae.ui.image_grids)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from vae.traversal import (
     plane_points,
     traversal_codes,
 )
-from vae.ui.grids import gif_bytes, gif_frame_count, labelled_grid, strip
+from vae.ui.image_grids import gif_bytes, gif_frame_count, labelled_grid, strip
 
 
 def test_offsets_are_symmetric_with_an_exact_centre():

@@ -3,7 +3,7 @@
 A page is a flat script: controls, calls into these helpers, rendering. Pages never import torch;
 everything here takes and returns numpy arrays, PIL images or bytes.
 
-    from vae.ui import cache, data, images, infer, models, plots, sliders, state
+    from vae.ui import cache, data, images, infer, maps, models, sliders, state
 
     run = models.require_run()            # selected model (vae.checkpoint.Run) or error + stop
     ds = data.require_dataset(run)        # its dataset (test split, or all when tiny) or stop
@@ -11,8 +11,8 @@ everything here takes and returns numpy arrays, PIL images or bytes.
     scores = cache.elbo_scores(run, table)       # their ELBO and recon error (a decoder pass)
     proj = cache.projection(run, table, "pca")   # .embedding (n, 2), .transform(z) -> (m, 2)
     img = infer.decode(run, z)            # (C, H, W) float32 in [0, 1]
-    st.image(images.upscale(img, 256))    # crisp enlargement; images.grid(...) for tiles
-    st.plotly_chart(plots.latent_map(...).figure)
+    st.image(images.upscale(img, 256))    # crisp enlargement; image_grids.tiles(...) for tiles
+    st.plotly_chart(maps.latent_map(...).figure)
     state.request_z(z); st.switch_page("pages/explore.py")   # open z in Explore's sliders
 
 Modules:
@@ -24,8 +24,14 @@ Modules:
 - `cache`: latent table, ELBO scores and projections, cached in memory and on disk next to the run.
 - `infer`: decode / encode / reconstruct / nearest / prior samples / `encode_upload`, numpy in
   and out; `configure_threads` (called once by app.py).
-- `plots`: Plotly figures (latent map with selection mapping, posterior bars, KL bars) and the
-  Pillow-drawn position mini-map (`density_grid`, `position_image`).
-- `images`: arrays -> PIL, upscaling, PNG bytes and data URIs, grids.
-- `sliders`: KL-ordered latent sliders that keep their values across reruns and pages.
+- `maps`: the latent map (Plotly WebGL scatter with selection mapping, the ★, stars, paths and
+  points drawn on it) and the Pillow-drawn position mini-map (`density_grid`, `position_image`).
+- `charts`: the other Plotly charts (curves, posterior bars, KL and activity bars, heatmaps).
+- `images`: one array -> PIL, upscaling, PNG bytes and data URIs.
+- `image_grids`: pictures made of many decoded images: `tiles`, labelled grids, strips, GIFs.
+- `sliders`: KL-ordered latent sliders (the server-side panel) that keep their values.
+- `live`: the browser-decoding component (Explore's panel, the 2-D pad, the path scrubber).
+- `analysis`: cached model analyses for Diagnostics and Demos.
+- `training`: the Train page (form, live view, checkpoint preview, figures).
+- `guard`: errors to messages (the project's own) or an error id (a bug).
 """

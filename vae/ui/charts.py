@@ -1,6 +1,6 @@
 """Plotly figures for the Interpolate, Diagnostics and Demos pages (numpy in, `go.Figure` out).
 
-The latent map itself is `vae.ui.plots.latent_map`; `add_path` and `add_points` draw on it.
+The latent map itself is `vae.ui.maps.latent_map`; `add_path` and `add_points` draw on it.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from vae.thresholds import ACTIVE_UNIT, COLLAPSED_KL
-from vae.ui.plots import MARKER_COLOR, PALETTE
-
-PATH_COLOR = "#111111"
+from vae.ui.maps import MARKER_COLOR, PALETTE, PATH_COLOR
 
 
 def _layout(fig: go.Figure, height: int, **kw: Any) -> go.Figure:
@@ -195,56 +193,6 @@ def elbo_histograms(
     )
 
 
-# --- drawing on the latent map --------------------------------------------------------------------
-def add_path(fig: go.Figure, xy: np.ndarray, name: str = "path") -> go.Figure:
-    """A numbered path (S, 2) with a start (A) and an end (B) marker on a latent map."""
-    p = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
-    fig.add_trace(
-        go.Scattergl(
-            x=p[:, 0],
-            y=p[:, 1],
-            mode="lines+markers",
-            name=name,
-            line=dict(color=PATH_COLOR, width=2),
-            marker=dict(size=7, color="white", line=dict(color=PATH_COLOR, width=2)),
-            customdata=np.arange(len(p)),
-            hovertemplate="step %{customdata}<extra></extra>",
-        )
-    )
-    fig.add_trace(
-        go.Scattergl(
-            x=p[[0, -1], 0],
-            y=p[[0, -1], 1],
-            mode="markers+text",
-            name="endpoints",
-            text=["A", "B"],
-            textposition="top center",
-            textfont=dict(size=18, color=PATH_COLOR, weight="bold"),
-            marker=dict(size=15, symbol="star", color=MARKER_COLOR, line=dict(color="white")),
-            hoverinfo="skip",
-        )
-    )
-    return fig
-
-
-def add_points(
-    fig: go.Figure, xy: np.ndarray, name: str, symbol: str = "x", color: str = PATH_COLOR
-) -> go.Figure:
-    """Extra markers (M, 2) on a latent map, e.g. prior samples or holes."""
-    p = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
-    fig.add_trace(
-        go.Scattergl(
-            x=p[:, 0],
-            y=p[:, 1],
-            mode="markers",
-            name=name,
-            marker=dict(size=10, symbol=symbol, color=color, line=dict(color="white", width=1)),
-            hovertemplate=f"{name}<extra></extra>",
-        )
-    )
-    return fig
-
-
 def norm_profile(
     t: np.ndarray, norms: Mapping[str, np.ndarray], typical: float, height: int = 220
 ) -> go.Figure:
@@ -268,3 +216,34 @@ def norm_profile(
         annotation_position="bottom right",
     )
     return _layout(fig, height, xaxis=dict(title="t (0 = A, 1 = B)"), yaxis=dict(title="‖z‖"))
+
+
+def posterior_bars(
+    mean: np.ndarray, std: np.ndarray, dims: Sequence[int] | None = None, height: int = 300
+) -> go.Figure:
+    """Posterior mean ± σ per latent dimension over the prior N(0, 1) (grey band = ±1, line = 0)."""
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    dims = list(range(len(mean))) if dims is None else list(dims)
+    labels = [f"z{d}" for d in dims]
+    fig = go.Figure(
+        go.Scatter(
+            x=labels,
+            y=mean[dims],
+            mode="markers",
+            name="posterior mean ± σ",
+            marker=dict(size=9, color=MARKER_COLOR),
+            error_y=dict(type="data", array=std[dims], thickness=1.5, width=4, color=MARKER_COLOR),
+            hovertemplate="%{x}: %{y:.2f} ± %{error_y.array:.2f}<extra></extra>",
+        )
+    )
+    fig.add_hrect(y0=-1, y1=1, fillcolor="lightgrey", opacity=0.35, line_width=0)
+    fig.add_hrect(y0=-2, y1=2, fillcolor="lightgrey", opacity=0.2, line_width=0)
+    fig.add_hline(y=0, line=dict(color="grey", width=1))
+    hi = float(max(3.0, np.max(np.abs(mean[dims]) + std[dims]) + 0.3)) if dims else 3.0
+    return _layout(
+        fig,
+        height,
+        showlegend=False,
+        yaxis=dict(range=[-hi, hi], title="z", zeroline=False),
+        xaxis=dict(title="latent dimension (most informative first)"),
+    )

@@ -1,4 +1,4 @@
-"""Image helpers for the app: arrays in [0, 1] -> PIL images, PNG bytes, data URIs and grids.
+"""Image helpers for the app: arrays in [0, 1] -> PIL images, PNG bytes, data URIs and image_grids.
 
 Everything takes numpy arrays (or PIL images), never torch tensors, so pages stay torch-free.
 Accepted array layouts: (H, W), (C, H, W) with C in {1, 3}, or (H, W, C).
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -53,23 +52,3 @@ def png_bytes(img: np.ndarray | Image.Image) -> bytes:
 def data_uri(img: np.ndarray | Image.Image) -> str:
     """A `data:image/png;base64,...` URI; `st.image` shows it without a separate HTTP request."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(img)).decode("ascii")
-
-
-def grid(
-    images: Sequence[np.ndarray | Image.Image], ncol: int | None = None, pad: int = 2, bg: int = 128
-) -> Image.Image:
-    """Tile images (all the same size) into one picture, row by row, with `pad` pixels between."""
-    if len(images) == 0:
-        raise ValueError("grid needs at least one image")
-    tiles = [to_pil(im) for im in images]
-    mode = "RGB" if any(t.mode == "RGB" for t in tiles) else "L"
-    tiles = [t.convert(mode) for t in tiles]
-    w, h = tiles[0].size
-    ncol = ncol or int(np.ceil(np.sqrt(len(tiles))))
-    nrow = int(np.ceil(len(tiles) / ncol))
-    fill = (bg, bg, bg) if mode == "RGB" else bg
-    out = Image.new(mode, (ncol * (w + pad) + pad, nrow * (h + pad) + pad), fill)
-    for i, t in enumerate(tiles):
-        r, c = divmod(i, ncol)
-        out.paste(t, (pad + c * (w + pad), pad + r * (h + pad)))
-    return out

@@ -30,7 +30,7 @@ import streamlit as st
 from vae.checkpoint import Run
 from vae.export import ExportError, export_decoder
 from vae.traversal import manifold_codes
-from vae.ui import images, infer, models
+from vae.ui import image_grids, images, infer, models
 
 _DIR = Path(__file__).parent
 _JS = (_DIR / "decoder.js").read_text() + "\n" + (_DIR / "live.js").read_text()
@@ -165,7 +165,7 @@ def pad_grid(run: Run, z: np.ndarray, dims: tuple[int, int], limit: float) -> st
     vals = np.linspace(-limit, limit, PAD_STEPS, dtype=np.float32)
     codes = manifold_codes(centre, a, b, vals)  # (S, S, D), larger dims[1] at the top
     tiles = infer.decode(run, codes.reshape(-1, centre.size))  # (S*S, C, H, W)
-    return images.data_uri(images.upscale(images.grid(list(tiles), PAD_STEPS, pad=0), 360))
+    return images.data_uri(images.upscale(image_grids.tiles(list(tiles), PAD_STEPS, pad=0), 360))
 
 
 def pad_panel(

@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from vae.ui import plots
+from vae.ui import maps
 
 CURVES = ((1, "elbo", "#4c78a8"), (2, "recon", "#f58518"), (3, "kl", "#54a24b"))  # col, key, colour
 TEST_COLOR = "#333"
@@ -115,7 +115,7 @@ def compare_figure(runs: dict[str, tuple[list[dict], list[dict]]], height: int =
         subplot_titles=("Train ELBO per step", "Test ELBO per epoch"),
     )  # fmt: skip
     for i, (name, (steps, epochs)) in enumerate(runs.items()):
-        color = plots.PALETTE[i % len(plots.PALETTE)]
+        color = maps.PALETTE[i % len(maps.PALETTE)]
         fig.add_trace(
             go.Scatter(
                 x=[r["step"] for r in steps], y=[r["elbo"] for r in steps], mode="lines",

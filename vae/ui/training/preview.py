@@ -20,7 +20,7 @@ import streamlit as st
 
 from vae.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_run
 from vae.data import DatasetError
-from vae.ui import images, infer, plots
+from vae.ui import image_grids, images, infer, maps
 
 PREVIEW_N = 1000  # test images on the live latent map
 WAITING = "Waiting for the first checkpoint…"
@@ -58,7 +58,7 @@ def preview(path: str, stamp: tuple[int, int]) -> Preview:
     """Samples, reconstructions and the latent map of the checkpoint in `path`, whose weights
     file has `stamp` (mtime, size): hashed, so each new checkpoint gets a fresh entry."""
     run = load_run(path)
-    samples_img = images.grid(list(infer.prior_images(run, 16, seed=0)), ncol=4)
+    samples_img = image_grids.tiles(list(infer.prior_images(run, 16, seed=0)), ncol=4)
     train = run.train
     try:
         test_set = _test_images(train.dataset, train.data_dir, train.image_size)
@@ -67,7 +67,7 @@ def preview(path: str, stamp: tuple[int, int]) -> Preview:
     x = test_set.x  # (N, C, H, W)
     rec = infer.reconstruct(run, x[:8])  # (8, C, H, W)
     mean, _ = infer.encode(run, x)  # (N, D)
-    recon_img = images.grid([*x[:4], *rec[:4], *x[4:8], *rec[4:]], ncol=4)  # image over recon
+    recon_img = image_grids.tiles([*x[:4], *rec[:4], *x[4:8], *rec[4:]], ncol=4)  # image over recon
     xy, axes = _latent_xy(mean)
     return Preview(samples_img, recon_img, xy.astype(np.float32), test_set.y,
                    test_set.label_names, axes)  # fmt: skip
@@ -136,7 +136,7 @@ def _latent_map(run_dir: Path, p: Preview | None, why: str) -> None:
         return
     st.markdown(f"**Latent map** of {len(p.xy)} test images ({p.axes[0]}, {p.axes[1]})")
     color = p.labels if p.labels is not None else np.zeros(len(p.xy))
-    fig = plots.latent_map(
+    fig = maps.latent_map(
         p.xy, color, categorical=p.labels is not None, color_title="label",
         category_names=p.label_names or None, axis_titles=p.axes, height=300,
     ).figure  # fmt: skip

@@ -1,12 +1,17 @@
-"""Plotly figures for the app. Inputs are numpy arrays; every function returns a `go.Figure`.
+"""The latent map: the big WebGL scatter of the latent space, what is drawn on it, and the
+Pillow-drawn mini-map. (Other Plotly charts are in `vae.ui.charts`; pictures made of decoded
+images in `vae.ui.image_grids`.)
 
-`latent_map` is the big WebGL scatter of the latent space; the others are small charts.
+    m = latent_map(xy, labels, categorical=True, color_title="label", marker=z_xy)
+    add_stars(m.figure, uploads_xy, names); add_path(m.figure, path_xy); add_points(...)
+    st.plotly_chart(m.figure, on_select=...); rows = m.selected_rows(points)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -18,6 +23,7 @@ from vae.thresholds import COLLAPSED_KL  # noqa: F401  (re-exported for the page
 PALETTE = qualitative.T10 + qualitative.Pastel
 MARKER_COLOR = "#e4572e"
 SELECTED_COLOR = "#111111"
+PATH_COLOR = "#111111"  # paths and extra points drawn on the map
 
 
 def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
@@ -127,36 +133,12 @@ def latent_map(
             )
         )
         positions.append(np.arange(len(xy)))
-    # WebGL like the data, else the canvas would hide these SVG markers under the dots.
     if selected is not None and len(selected):
-        sel = np.asarray(selected, dtype=np.float32).reshape(-1, 2)
-        fig.add_trace(
-            go.Scattergl(
-                x=sel[:, 0],
-                y=sel[:, 1],
-                mode="markers",
-                name="selected",
-                marker=dict(
-                    size=13, color="rgba(0,0,0,0)", line=dict(color=SELECTED_COLOR, width=2)
-                ),
-                hoverinfo="skip",
-            )
-        )
+        ring = dict(size=13, color="rgba(0,0,0,0)", line=dict(color=SELECTED_COLOR, width=2))
+        add_markers(fig, selected, "selected", ring, hoverinfo="skip")
         positions.append(np.zeros(0, dtype=np.int64))
     if marker is not None:
-        m = np.asarray(marker, dtype=np.float32).reshape(2)
-        fig.add_trace(
-            go.Scattergl(
-                x=[m[0]],
-                y=[m[1]],
-                mode="markers",
-                name="current z",
-                marker=dict(
-                    symbol="star", size=20, color=MARKER_COLOR, line=dict(color="white", width=1.5)
-                ),
-                hovertemplate="current z<extra></extra>",
-            )
-        )
+        add_markers(fig, marker, "current z", STAR, hovertemplate="current z<extra></extra>")
         positions.append(np.zeros(0, dtype=np.int64))
     _layout(
         fig,
@@ -175,25 +157,31 @@ def latent_map(
     return MapFigure(fig, positions)
 
 
+def add_markers(fig: go.Figure, xy: np.ndarray, name: str, marker: dict, **trace: Any) -> go.Figure:
+    """One WebGL marker trace at `xy` (M, 2): WebGL like the data's dots, which would otherwise
+    hide SVG markers under them."""
+    p = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
+    trace.setdefault("mode", "markers")
+    fig.add_trace(go.Scattergl(x=p[:, 0], y=p[:, 1], name=name, marker=marker, **trace))
+    return fig
+
+
+STAR = dict(symbol="star", size=20, color=MARKER_COLOR, line=dict(color="white", width=1.5))
+
+
 def add_stars(fig: go.Figure, xy: np.ndarray, names: Sequence[str]) -> go.Figure:
     """Add labelled ★ markers (e.g. uploaded images) at `xy` (M, 2) to a map (WebGL, so they
     are drawn above the map's WebGL dots)."""
-    xy = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
-    fig.add_trace(
-        go.Scattergl(
-            x=xy[:, 0],
-            y=xy[:, 1],
-            mode="markers+text",
-            name="your images",
-            text=list(names),
-            textposition="top center",
-            marker=dict(
-                symbol="star", size=20, color=MARKER_COLOR, line=dict(color="white", width=1.5)
-            ),
-            hovertemplate="%{text}<extra></extra>",
-        )
+    return add_markers(
+        fig,
+        xy,
+        "your images",
+        STAR,
+        mode="markers+text",
+        text=list(names),
+        textposition="top center",
+        hovertemplate="%{text}<extra></extra>",
     )
-    return fig
 
 
 def density_grid(xy: np.ndarray, bins: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -233,32 +221,37 @@ def position_image(
     return im
 
 
-def posterior_bars(
-    mean: np.ndarray, std: np.ndarray, dims: Sequence[int] | None = None, height: int = 300
-) -> go.Figure:
-    """Posterior mean ± σ per latent dimension over the prior N(0, 1) (grey band = ±1, line = 0)."""
-    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-    dims = list(range(len(mean))) if dims is None else list(dims)
-    labels = [f"z{d}" for d in dims]
-    fig = go.Figure(
-        go.Scatter(
-            x=labels,
-            y=mean[dims],
-            mode="markers",
-            name="posterior mean ± σ",
-            marker=dict(size=9, color=MARKER_COLOR),
-            error_y=dict(type="data", array=std[dims], thickness=1.5, width=4, color=MARKER_COLOR),
-            hovertemplate="%{x}: %{y:.2f} ± %{error_y.array:.2f}<extra></extra>",
+def add_path(fig: go.Figure, xy: np.ndarray, name: str = "path") -> go.Figure:
+    """A numbered path (S, 2) with a start (A) and an end (B) marker on a latent map."""
+    p = np.asarray(xy, dtype=np.float32).reshape(-1, 2)
+    fig.add_trace(
+        go.Scattergl(
+            x=p[:, 0],
+            y=p[:, 1],
+            mode="lines+markers",
+            name=name,
+            line=dict(color=PATH_COLOR, width=2),
+            marker=dict(size=7, color="white", line=dict(color=PATH_COLOR, width=2)),
+            customdata=np.arange(len(p)),
+            hovertemplate="step %{customdata}<extra></extra>",
         )
     )
-    fig.add_hrect(y0=-1, y1=1, fillcolor="lightgrey", opacity=0.35, line_width=0)
-    fig.add_hrect(y0=-2, y1=2, fillcolor="lightgrey", opacity=0.2, line_width=0)
-    fig.add_hline(y=0, line=dict(color="grey", width=1))
-    hi = float(max(3.0, np.max(np.abs(mean[dims]) + std[dims]) + 0.3)) if dims else 3.0
-    return _layout(
+    return add_markers(
         fig,
-        height,
-        showlegend=False,
-        yaxis=dict(range=[-hi, hi], title="z", zeroline=False),
-        xaxis=dict(title="latent dimension (most informative first)"),
+        p[[0, -1]],
+        "endpoints",
+        dict(size=15, symbol="star", color=MARKER_COLOR, line=dict(color="white")),
+        mode="markers+text",
+        text=["A", "B"],
+        textposition="top center",
+        textfont=dict(size=18, color=PATH_COLOR, weight="bold"),
+        hoverinfo="skip",
     )
+
+
+def add_points(
+    fig: go.Figure, xy: np.ndarray, name: str, symbol: str = "x", color: str = PATH_COLOR
+) -> go.Figure:
+    """Extra markers (M, 2) on a latent map, e.g. prior samples or holes."""
+    style = dict(size=10, symbol=symbol, color=color, line=dict(color="white", width=1))
+    return add_markers(fig, xy, name, style, hovertemplate=f"{name}<extra></extra>")

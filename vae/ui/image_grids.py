@@ -123,3 +123,23 @@ def gif_frame_count(data: bytes) -> int:
     """Number of frames of a GIF (for tests and captions)."""
     with Image.open(io.BytesIO(data)) as im:
         return int(getattr(im, "n_frames", 1))
+
+
+def tiles(
+    images: Sequence[np.ndarray | Image.Image], ncol: int | None = None, pad: int = 2, bg: int = 128
+) -> Image.Image:
+    """Tile images (all the same size) into one picture, row by row, with `pad` pixels between."""
+    if len(images) == 0:
+        raise ValueError("grid needs at least one image")
+    tiles = [to_pil(im) for im in images]
+    mode = "RGB" if any(t.mode == "RGB" for t in tiles) else "L"
+    tiles = [t.convert(mode) for t in tiles]
+    w, h = tiles[0].size
+    ncol = ncol or int(np.ceil(np.sqrt(len(tiles))))
+    nrow = int(np.ceil(len(tiles) / ncol))
+    fill = (bg, bg, bg) if mode == "RGB" else bg
+    out = Image.new(mode, (ncol * (w + pad) + pad, nrow * (h + pad) + pad), fill)
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, ncol)
+        out.paste(t, (pad + c * (w + pad), pad + r * (h + pad)))
+    return out
