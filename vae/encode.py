@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from vae.checkpoint import CheckpointError, Run, load_run
+from vae.checkpoint import CheckpointError, Run
+from vae.cliutil import add_run_arguments, open_run
 from vae.data import DatasetError
-from vae.device import resolve_device
 from vae.imageio import ImageError, open_image
 from vae.latents import encode_dataset, nearest, run_dataset
 from vae.metrics import per_image_elbo
@@ -94,21 +94,15 @@ def format_encoded(path: str, enc: Encoded) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vae.encode", description=__doc__.split("\n")[0])
-    p.add_argument("run", help="run folder with config.json and model.safetensors")
+    add_run_arguments(p)
     p.add_argument("images", nargs="+", help="PNG, JPEG, WebP, BMP or GIF files")
     p.add_argument("--k", type=int, default=5, help="how many nearest training images to show")
     p.add_argument("--json", action="store_true", help="print one JSON object per image and line")
-    p.add_argument("--data-dir", default=None, help="dataset root (needed for folder and npz)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     args = p.parse_args(argv)
     if args.k < 0:
         p.error("--k must be >= 0")
     try:
-        device = resolve_device(args.device)
-    except ValueError as e:
-        p.error(str(e))
-    try:
-        run = load_run(args.run, device=device)
+        run = open_run(p, args)
         train = run_dataset(run, "train", args.data_dir)
     except (CheckpointError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -21,11 +21,10 @@ from vae.checkpoint import (
     CheckpointError,
     Run,
     atomic_write_json,
-    load_run,
     read_json,
 )
+from vae.cliutil import add_run_arguments, open_run
 from vae.data import DatasetError, ImageDataset, subset
-from vae.device import resolve_device
 from vae.latents import encode_dataset, run_dataset
 from vae.metrics import active_units, evaluate_elbo, iwae_nll, kl_per_dim, mig
 from vae.objectives import dynamic_binarize
@@ -126,7 +125,7 @@ def format_report(run: Run, split: str, r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vae.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("run", help="run folder with config.json and model.safetensors")
+    add_run_arguments(p)
     p.add_argument("--split", default="test", choices=("train", "test", "all"))
     p.add_argument(
         "--iw-samples",
@@ -137,19 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and binarization")
-    p.add_argument("--data-dir", default=None, help="dataset root (needed for folder and npz)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save", action="store_true", help="also merge the results into metrics.json")
     args = p.parse_args(argv)
     if args.batch_size < 1 or args.iw_samples < 0 or (args.limit is not None and args.limit < 1):
         p.error("--batch-size and --limit must be >= 1, --iw-samples >= 0")
     try:
-        device = resolve_device(args.device)
-    except ValueError as e:
-        p.error(str(e))
-    try:
-        run = load_run(args.run, device=device)
+        run = open_run(p, args)
         ds = run_dataset(run, args.split, args.data_dir)
         if args.limit is not None:
             ds = subset(ds, torch.arange(min(args.limit, len(ds))))
