@@ -14,24 +14,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vae.config import ModelConfig
+from tests.helpers import tiny_vae
 from vae.export import MAGIC, DecoderExport, ExportError, export_decoder
 from vae.model import VAE
 
 
 def _vae(arch: str, c: int, size: int, likelihood: str = "bernoulli", **kw) -> VAE:
-    hidden = (16,) if arch == "mlp" else (4, 8)
-    cfg = ModelConfig(
-        image_shape=(c, size, size),
-        latent_dim=kw.pop("latent_dim", 3),
+    return tiny_vae(
+        kw.pop("latent_dim", 3),
         arch=arch,
-        hidden=kw.pop("hidden", hidden),
+        image_shape=(c, size, size),
+        hidden=kw.pop("hidden", (16,) if arch == "mlp" else (4, 8)),
         dense=kw.pop("dense", 0),
         likelihood=likelihood,
         sigma_mode="learned" if likelihood == "gaussian" else "fixed",
+        seed=kw.pop("seed", 0),
     )
-    torch.manual_seed(kw.pop("seed", 0))
-    return VAE(cfg).eval()
 
 
 def _unpack(blob: bytes) -> tuple[dict, np.ndarray, int]:

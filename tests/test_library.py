@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.e2e.helpers import tiny_digits_checkpoint
+from tests.helpers import tiny_digits_checkpoint
 from vae import archive, jobs
 from vae.checkpoint import CheckpointError, check_train_state
 from vae.record import RunDir, read_logs

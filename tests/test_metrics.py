@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import tiny_vae
 from vae.config import ModelConfig
 from vae.latents import encode_dataset, nearest
 from vae.metrics import (
@@ -27,8 +28,7 @@ def _digits(n: int = 256) -> torch.Tensor:
 
 
 def _tiny(latent_dim: int = 4, seed: int = 0) -> VAE:
-    torch.manual_seed(seed)
-    return VAE(ModelConfig(image_shape=(1, 8, 8), latent_dim=latent_dim, hidden=(32,))).eval()
+    return tiny_vae(latent_dim, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -185,9 +185,7 @@ def test_iwae_nll_of_a_conv_model_matches_contiguous_weights_and_restores_them()
 
 
 def _tiny_conv(seed: int = 0) -> VAE:
-    torch.manual_seed(seed)
-    cfg = ModelConfig(image_shape=(1, 16, 16), arch="conv", hidden=(8, 16), dense=0, latent_dim=3)
-    return VAE(cfg).eval()
+    return tiny_vae(3, arch="conv", image_shape=(1, 16, 16), hidden=(8, 16), dense=0, seed=seed)
 
 
 def test_cpu_inference_layout_is_counted_and_restores_contiguous_weights(tmp_path) -> None:

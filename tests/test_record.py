@@ -6,14 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
+from tests.helpers import tiny_vae
 from vae import jobs
 from vae.checkpoint import save_model
-from vae.config import ModelConfig
 from vae.data import load_dataset
 from vae.metrics import evaluate_elbo
-from vae.model import VAE
 from vae.record import RunDir, RunRecord, binarize_rule, headline, read_logs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +59,7 @@ def test_binarize_rule():
 
 
 def _run(tmp_path: Path, binarize: bool | None) -> Path:
-    torch.manual_seed(0)
-    model = VAE(ModelConfig(image_shape=(1, 8, 8), latent_dim=2, hidden=(16,)))
+    model = tiny_vae(2, hidden=(16,))
     train = {"dataset": "digits", "binarize": binarize}
     return save_model(tmp_path / f"run-{binarize}", model, dataset={"name": "digits"}, train=train)
 

@@ -175,7 +175,7 @@ def preview_state(at: AppTest) -> tuple[list[str], int, bool]:
 
 
 def test_preview_waits_for_the_first_checkpoint_and_survives_torn_reads(dirs):
-    from tests.e2e.helpers import tiny_digits_checkpoint
+    from tests.helpers import tiny_digits_checkpoint
 
     src = tiny_digits_checkpoint(dirs["cache"] / "src", latent_dim=2, steps=10)
     run = dirs["runs"] / "early"
@@ -218,7 +218,7 @@ def test_curves_have_a_legend_for_train_and_test():
 
 
 def test_library_lists_and_imports(dirs):
-    from tests.e2e.helpers import tiny_digits_checkpoint
+    from tests.helpers import tiny_digits_checkpoint
 
     src = tiny_digits_checkpoint(dirs["cache"] / "made-elsewhere", latent_dim=3, steps=10)
     buf = io.BytesIO()

@@ -1,14 +1,7 @@
-"""The Streamlit app through `streamlit.testing.v1.AppTest` (no browser).
-
-The app is pointed at a temporary models folder (`VAE_ASSETS_DIR`) with two tiny digits
-checkpoints, an empty runs folder and a temporary cache folder.
-"""
+"""The Explore page through AppTest: the live panel's Python side, the server-side sliders,
+the map's controls and selections, and the lazy ELBO scores."""
 
 from __future__ import annotations
-
-import io
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,77 +9,14 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from tests import live_app
-from tests.e2e.helpers import app_pages, digit_photo_png, tiny_digits_checkpoint
-
-ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
-DECODED_CAPTION = "What the decoder draws"
-
-
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("app")
-    assets = root / "assets"
-    tiny_digits_checkpoint(assets / "digits-mlp", latent_dim=4, steps=120)
-    tiny_digits_checkpoint(assets / "digits-wide", latent_dim=20, steps=40, seed=1)
-    (root / "runs").mkdir()
-    # a run whose dataset (MNIST) is not on disk, and a broken run folder
-    _mnist_checkpoint(root / "runs" / "mnist-tiny")
-    (root / "runs" / "broken").mkdir()
-    (root / "runs" / "broken" / "config.json").write_text("{not json")
-    (root / "data").mkdir()
-    return {"assets": assets, "runs": root / "runs", "cache": root / "cache", "root": root}
-
-
-def _mnist_checkpoint(run_dir: Path) -> None:
-    from vae.checkpoint import save_model
-    from vae.config import ModelConfig
-    from vae.model import VAE
-
-    cfg = ModelConfig(image_shape=(1, 28, 28), latent_dim=2, arch="mlp", hidden=(8,))
-    info = {"name": "mnist", "image_shape": [1, 28, 28], "label_names": list("0123456789")}
-    save_model(run_dir, VAE(cfg), dataset=info, train={"dataset": "mnist"})
-
-
-@pytest.fixture
-def app(model_dirs, monkeypatch) -> AppTest:
-    """The app as served by default: latent panels decode in the browser."""
-    return _start(model_dirs, monkeypatch)
-
-
-@pytest.fixture
-def server_app(model_dirs, monkeypatch) -> AppTest:
-    """The app with browser decoding off: Explore's sliders are st.slider, decoded on the server."""
-    monkeypatch.setenv("VAE_LIVE_DECODER", "0")
-    return _start(model_dirs, monkeypatch)
-
-
-def _start(model_dirs, monkeypatch) -> AppTest:
-    monkeypatch.setenv("VAE_ASSETS_DIR", str(model_dirs["assets"]))
-    monkeypatch.setenv("VAE_RUNS_DIR", str(model_dirs["runs"]))
-    monkeypatch.setenv("VAE_CACHE_DIR", str(model_dirs["cache"]))
-    monkeypatch.setenv("VAE_DEVICE", "cpu")
-    monkeypatch.setenv("VAE_DATA_DIR", str(model_dirs["root"] / "data"))  # no MNIST here
-    monkeypatch.setenv("VAE_APP_THREADS", str(torch.get_num_threads()))  # leave pytest's alone
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    return at
-
-
-def ok(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def decoded_url(at: AppTest) -> str:
-    for img in at.get("image"):
-        if any(DECODED_CAPTION in c for c in img.captions):
-            return img.value[0]
-    raise AssertionError("no decoded image on the page")
-
-
-def latent_sliders(at: AppTest) -> list:
-    return [s for s in at.slider if s.key and s.key.startswith("zslider:")]
+from tests.helpers import ok, tiny_digits_checkpoint
+from tests.pages.shared import (
+    APP,
+    _map_points,
+    _model,
+    decoded_url,
+    latent_sliders,
+)
 
 
 def test_explore_home_has_map_sliders_and_image_server_side(server_app):
@@ -131,12 +61,6 @@ def test_buttons_reset_random_and_snap_server_side(server_app):
     next(b for b in server_app.button if b.label == "Snap to data").click().run()
     ok(server_app)
     assert any("Snapped to image #" in c.value for c in server_app.caption)
-
-
-def _model(model_dirs, name: str = "digits-mlp"):
-    from vae.checkpoint import load_run
-
-    return load_run(model_dirs["assets"] / name).model.eval()
 
 
 def test_explore_live_panel_gets_the_decoder_once_and_kl_ordered_dims(app, model_dirs):
@@ -252,26 +176,6 @@ def test_unsupported_decoder_falls_back_to_server_decoding(tmp_path, monkeypatch
     assert any("cannot run a LSTM layer" in i.value for i in at.info)
 
 
-def test_a_model_that_fails_to_load_breaks_neither_sidebar_nor_page(app, model_dirs):
-    import shutil
-
-    bad = model_dirs["runs"] / "corrupt-weights"
-    shutil.copytree(model_dirs["assets"] / "digits-mlp", bad, dirs_exist_ok=True)
-    (bad / "model.safetensors").write_bytes(b"\x00" * 64)  # passes discovery, fails to load
-    try:
-        app.run()
-        app.sidebar.selectbox(key="model").set_value("run:corrupt-weights").run()
-        assert not app.exception
-        assert any(e.value.startswith("Could not load this model:") for e in app.sidebar.error)
-        assert any("Could not load corrupt-weights" in e.value for e in app.main.error)
-        # the sidebar still offers the other models, and switching back works
-        app.sidebar.selectbox(key="model").set_value("asset:digits-mlp").run()
-        ok(app)
-        assert live_app.panel(app)["decoder"]
-    finally:
-        shutil.rmtree(bad)
-
-
 def test_url_reproduces_the_view(model_dirs, monkeypatch):
     monkeypatch.setenv("VAE_ASSETS_DIR", str(model_dirs["assets"]))
     monkeypatch.setenv("VAE_RUNS_DIR", str(model_dirs["runs"]))
@@ -304,24 +208,6 @@ def test_switching_models_resets_sliders_to_the_new_size_server_side(server_app)
     assert len(latent_sliders(server_app)) == 4
 
 
-def _map_points(at: AppTest) -> int:
-    import json
-
-    chart = next(c for c in at.get("plotly_chart") if c.key == "latent_map")
-    fig = json.loads(chart.proto.spec)
-    data = [t for t in fig["data"] if t.get("name") not in ("current z", "selected")]
-    return sum(_len(t["x"]) for t in data)
-
-
-def _len(arr) -> int:
-    """Length of a Plotly array: a list, or {"dtype", "bdata"} (base64 typed array)."""
-    import base64
-
-    if isinstance(arr, list):
-        return len(arr)
-    return len(base64.b64decode(arr["bdata"])) // np.dtype(arr["dtype"]).itemsize
-
-
 def test_colour_and_size_controls(app):
     for opt in app.selectbox(key="color_by").options:
         app.selectbox(key="color_by").set_value(opt).run()
@@ -335,75 +221,6 @@ def test_colour_and_size_controls(app):
     assert _map_points(app) == 1000
     assert any(c.value.startswith("1,000 images of the") for c in app.caption)
     assert len(live_app.panel(app)["kl"]) == 4  # the panel follows the new table
-
-
-def test_every_page_runs_without_exception(app):
-    for script, _ in app_pages():
-        app.switch_page(script).run()
-        ok(app)
-        assert app.title, f"{script} has no title"
-        assert app.sidebar.selectbox(key="model").value  # the frame ran around the page
-
-
-def test_upload_shows_an_encoding(app):
-    app.switch_page("pages/encode.py").run()
-    ok(app)
-    assert app.info[0].value.startswith("Upload one or more images")
-    app.get("file_uploader")[0].set_value(("seven.png", digit_photo_png(), "image/png")).run()
-    ok(app)
-    assert app.subheader[0].value == "seven.png"
-    assert any(m.label == "ELBO" for m in app.metric)
-    neighbours = [img for img in app.get("image") if any("d=" in c for c in img.captions)]
-    assert len(neighbours) == 8
-    assert any(c.key == "encode_map" for c in app.get("plotly_chart"))
-    # the encoding goes to Explore's sliders
-    app.button(key="to_explore_0").click().run()
-    ok(app)
-    assert app.title[0].value == "Explore the latent space"
-    assert np.abs(live_app.current_z(app)).sum() > 0
-
-
-def test_bad_upload_gets_a_clear_message(app):
-    app.switch_page("pages/encode.py").run()
-    app.get("file_uploader")[0].set_value(("notes.png", b"not an image", "image/png")).run()
-    assert not app.exception
-    assert "not a readable image" in app.error[0].value
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def test_upload_checkpoint_zip(app, model_dirs):
-    src = model_dirs["assets"] / "digits-mlp"
-    blob = _zip({f"run/{f}": (src / f).read_bytes() for f in ("config.json", "model.safetensors")})
-    app.sidebar.get("file_uploader")[0].set_value(("run.zip", blob, "application/zip")).run()
-    ok(app)
-    assert app.sidebar.selectbox(key="model").value.startswith("upload:")
-    assert len(live_app.current_z(app)) == 4
-
-
-def test_unsafe_checkpoint_zip_is_refused(app):
-    blob = _zip({"../evil/config.json": b"{}", "model.safetensors": b"x"})
-    app.sidebar.get("file_uploader")[0].set_value(("evil.zip", blob, "application/zip")).run()
-    assert not app.exception
-    assert any("unsafe path" in e.value for e in app.sidebar.error)
-
-
-def test_add_folder_by_path(app, model_dirs, tmp_path):
-    run = tiny_digits_checkpoint(tmp_path / "my-run", latent_dim=3, steps=10)
-    app.sidebar.text_input[0].input(str(run))
-    next(b for b in app.sidebar.button if b.label == "Add folder").click().run()
-    ok(app)
-    assert app.sidebar.selectbox(key="model").value == f"path:{run.resolve()}"
-    assert len(live_app.current_z(app)) == 3
-    app.sidebar.text_input[0].input(str(tmp_path / "nope"))
-    next(b for b in app.sidebar.button if b.label == "Add folder").click().run()
-    assert any("is not a folder" in e.value for e in app.sidebar.error)
 
 
 def test_lasso_selection_shows_grid_and_mean_decoding(app):
@@ -436,26 +253,6 @@ def test_map_selection_maps_back_to_table_rows():
     ]
     assert m.selected_rows(points) == [5, 1]
     assert m.figure.data[-1].name == "current z"
-
-
-def test_missing_dataset_gets_a_message_and_a_download_button(app):
-    app.sidebar.selectbox(key="model").set_value("run:mnist-tiny").run()
-    assert not app.exception
-    assert any("Dataset **mnist** is not available" in w.value for w in app.sidebar.warning)
-    assert any(b.label == "Download mnist" for b in app.sidebar.button)
-    assert "dataset for this model is not available" in app.error[0].value
-
-
-def test_page_in_the_url_opens_that_page(model_dirs, monkeypatch):
-    monkeypatch.setenv("VAE_ASSETS_DIR", str(model_dirs["assets"]))
-    monkeypatch.setenv("VAE_RUNS_DIR", str(model_dirs["runs"]))
-    monkeypatch.setenv("VAE_CACHE_DIR", str(model_dirs["cache"]))
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params.update({"page": "encode-image", "model": "asset:digits-wide"})
-    at.run()
-    assert not at.exception
-    assert at.title[0].value == "Encode your own image"
-    assert at.sidebar.selectbox(key="model").value == "asset:digits-wide"
 
 
 def test_slider_range_covers_the_data():
@@ -516,21 +313,3 @@ def test_explore_decodes_the_dataset_only_when_a_page_needs_elbo_scores(tmp_path
     ok(at)
     shown = next(m for m in at.metric if m.label == "ELBO (nats)")
     assert shown.value == f"{elbo[3]:.1f}"
-
-
-def test_model_headline_is_the_saved_iwae_nll_else_the_test_elbo():
-    from vae.ui.models import metric_summary
-
-    evaluation = {"train": {"iwae_nll": 84.0}, "test": {"iwae_nll": 85.392, "elbo": -94.57}}
-    saved = {"test_elbo": -94.35, "evaluation": evaluation}
-    assert metric_summary(saved) == "NLL 85.4"  # the test split's, as `vae.evaluate --save` writes
-    assert metric_summary({"test_elbo": -94.35, "evaluation": {"test": {"elbo": -94.6}}}) == (
-        "ELBO -94.3"
-    )
-    assert metric_summary({"evaluation": "broken", "test_elbo": -24.2}) == "ELBO -24.2"
-    assert metric_summary({}) == ""
-    shipped = ROOT / "assets" / "mnist-conv" / "metrics.json"
-    if shipped.exists():
-        import json
-
-        assert metric_summary(json.loads(shipped.read_text())).startswith("NLL 85.")
