@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,6 @@ class Run:
     path: Path
     model: VAE
     meta: dict[str, Any]
-    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def config(self) -> ModelConfig:
@@ -241,13 +240,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
             raise CheckpointError(f"{weights}: tensor {k} holds NaN/Inf or non-float values")
     model.load_state_dict(state)
     model.to(device).eval()
-    metrics: dict[str, Any] = {}
-    if (run_dir / METRICS_JSON).exists():
-        try:
-            metrics = read_json(run_dir / METRICS_JSON)
-        except CheckpointError:
-            metrics = {}
-    return Run(path=run_dir, model=model, meta=meta, metrics=metrics)
+    return Run(path=run_dir, model=model, meta=meta)
 
 
 def weights_hash(run_dir: str | os.PathLike) -> str:

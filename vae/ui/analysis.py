@@ -19,25 +19,22 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from vae.checkpoint import METRICS_JSON, METRICS_JSONL, CheckpointError, Run, read_json, read_jsonl
-from vae.record import RunRecord
+from vae.checkpoint import Run
+from vae.record import RecordError, RunRecord, read_logs
 from vae.ui import data, models
 from vae.ui.cache import LatentTable
-
-STEPS_JSONL = "steps.jsonl"  # written by vae.train next to metrics.jsonl
 
 
 def training_logs(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The run's per-epoch (metrics.jsonl) and per-step (steps.jsonl) records, read fresh."""
-    path = Path(run.path)
-    return read_jsonl(path / METRICS_JSONL), read_jsonl(path / STEPS_JSONL)
+    return read_logs(run.path)
 
 
 def stored_metrics(run: Run) -> dict[str, Any]:
     """metrics.json as it is on disk now ({} when missing or unreadable)."""
     try:
-        return read_json(Path(run.path) / METRICS_JSON)
-    except CheckpointError:
+        return RunRecord.read(run.path).metrics
+    except RecordError:
         return {}
 
 
