@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from vae.data import DatasetError
-from vae.projection import available_methods
+from vae.projection import PCAProjection, available_methods
 from vae.ui import cache, data, image_grids, images, infer, live, maps, models, sliders, state
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -22,7 +22,12 @@ D = run.config.latent_dim
 st.title("Explore the latent space")
 st.caption(
     "Every dot is one image of the dataset, placed by the centre of its latent code (the "
-    f"posterior mean), squeezed from {D} dimensions to 2. Click a dot to decode it, or select a "
+    + (
+        "posterior mean), in its own 2-D latent plane. "
+        if D == 2
+        else f"posterior mean), squeezed from {D} dimensions to 2. "
+    )
+    + "Click a dot to decode it, or select a "
     "group with the lasso tool at the top right of the map. The sliders on the right set a "
     "latent vector z directly; the decoder turns it into the image above them."
 )
@@ -38,7 +43,7 @@ method = c1.segmented_control(
     "Projection",
     methods,
     key="proj_widget",
-    format_func=lambda m: METHOD_NAMES.get(m, m),
+    format_func=lambda m: "Latent plane" if m == "pca" and D == 2 else METHOD_NAMES.get(m, m),
     help="PCA is exact and instant; t-SNE and UMAP keep neighbours together but take a while "
     "the first time (then they are cached on disk).",
 )
@@ -96,6 +101,9 @@ except (ValueError, ImportError, RuntimeError) as e:
     st.caption("Pick PCA above; it always works.")
     st.stop()
 progress_slot.empty()
+plane = D == 2 and method == "pca"  # a 2-D latent space needs no projection: z0, z1 as they are
+if plane:
+    proj = PCAProjection.latent_plane(table.mean)
 xy = np.asarray(proj.embedding, dtype=np.float32)  # (N, 2)
 
 
@@ -370,7 +378,13 @@ with left:
         rows=table.rows,
         marker=marker,
         selected=highlight,
-        axis_titles=("PC 1", "PC 2") if method == "pca" else ("", ""),
+        axis_titles=(
+            ("z0", "z1")
+            if D == 2 and method == "pca"
+            else ("PC 1", "PC 2")
+            if method == "pca"
+            else ("", "")
+        ),  # fmt: skip
         hover_labels=hover_labels if not categorical else None,
     )
     st.session_state["_map_positions"] = map_fig.positions
@@ -379,12 +393,17 @@ with left:
         key=MAP_KEY,
         on_select=on_select,
         selection_mode=("points", "box", "lasso"),
-        config={"scrollZoom": True, "displaylogo": False},
+        # the mode bar always shows, so the lasso and box tools the caption names are visible
+        config={"scrollZoom": True, "displaylogo": False, "displayModeBar": True},
     )
     st.caption(
         f"{len(table):,} images of the "
         + ("whole dataset" if table.split == "all" else f"{table.split} split")
-        + f", {METHOD_NAMES.get(method, method)}"
+        + (
+            ", the latent plane"
+            if D == 2 and method == "pca"
+            else f", {METHOD_NAMES.get(method, method)}"
+        )
         + (
             (
                 " (exact: the ★ is the true position of z"

@@ -21,15 +21,16 @@ from safetensors.torch import load_file, save
 from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.errors import ExplorerError
 from vae.model import VAE, unwrap
-from vae.record import train_config
+from vae.record import RunDir, train_config
 
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-STATE_FILE = "train_state.safetensors"
-STATE_META_FILE = "train_state.json"
-METRICS_JSONL = "metrics.jsonl"
-METRICS_JSON = "metrics.json"
+_FILES = RunDir(".")  # the file names of a run folder have one home: vae.record.RunDir
+CONFIG_FILE = _FILES.config.name
+WEIGHTS_FILE = _FILES.weights.name
+STATE_FILE = _FILES.state.name
+STATE_META_FILE = _FILES.state_meta.name
+METRICS_JSONL = _FILES.epochs_log.name
+METRICS_JSON = _FILES.metrics.name
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 TOP_KEYS = {"format_version", "model", "dataset", "train", "command", "created", "extra"}
 MAX_WEIGHTS_BYTES = 2 * 1024**3

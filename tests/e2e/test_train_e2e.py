@@ -68,7 +68,12 @@ def test_train_watch_stop_then_finish_and_explore(page, app_url, app_dirs):
     no_exception(page)
     page.screenshot(path=str(ARTIFACTS / "train-finished.png"))
     page.get_by_role("button", name="Explore this model").click()
-    page.wait_for_selector(DECODED, timeout=60_000)
+    try:
+        page.wait_for_selector(DECODED, timeout=60_000)
+    except Exception:  # say what the page showed instead, for the CI log
+        page.screenshot(path=str(ARTIFACTS / "train-explore-timeout.png"))
+        print("page at the timeout:", page.url, page.inner_text("body")[:2000])
+        raise
     page.wait_for_selector(".js-plotly-plot .scatterlayer, .js-plotly-plot canvas", timeout=30_000)
     wait_idle(page)
     no_exception(page)

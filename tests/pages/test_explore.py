@@ -3,13 +3,15 @@ the map's controls and selections, and the lazy ELBO scores."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
 from tests import live_app
-from tests.helpers import ok, tiny_digits_checkpoint
+from tests.helpers import app_test, ok, tiny_digits_checkpoint
 from tests.pages.shared import (
     APP,
     _map_points,
@@ -313,3 +315,36 @@ def test_explore_decodes_the_dataset_only_when_a_page_needs_elbo_scores(tmp_path
     ok(at)
     shown = next(m for m in at.metric if m.label == "ELBO (nats)")
     assert shown.value == f"{elbo[3]:.1f}"
+
+
+def test_a_2d_model_is_shown_in_its_own_latent_plane(tmp_path, monkeypatch):
+    from tests.helpers import tiny_run
+    from vae.data import load_dataset
+
+    run_dir = tiny_run(tmp_path / "assets" / "two-d", latent_dim=2, steps=30)
+    at = app_test({k: tmp_path / k for k in ("assets", "runs", "cache")}, monkeypatch)
+    ok(at)
+    chart = next(c for c in at.get("plotly_chart") if c.key == "latent_map")
+    fig = json.loads(chart.proto.spec)
+    axes = fig["layout"]["xaxis"]["title"]["text"], fig["layout"]["yaxis"]["title"]["text"]
+    assert axes == ("z0", "z1")
+    assert any("latent plane" in c.value for c in at.caption)
+    # every dot sits at its image's posterior mean, encoded here
+    model = _model({"assets": run_dir.parent}, "two-d")
+    with torch.no_grad():
+        means = model.encode(load_dataset("digits", "all").x).mean.numpy()  # (N, 2)
+    xs = np.concatenate([_values(t["x"]) for t in fig["data"] if t.get("customdata") is not None])
+    ys = np.concatenate([_values(t["y"]) for t in fig["data"] if t.get("customdata") is not None])
+    rows = np.concatenate([_values(t["customdata"]) for t in fig["data"]
+                           if t.get("customdata") is not None]).astype(int)  # fmt: skip
+    np.testing.assert_allclose(np.stack([xs, ys], 1), means[rows], atol=1e-5)
+    proj = live_app.panel(at)["proj"]  # and the live star uses the same plane
+    assert proj["mean"] == [0.0, 0.0] and proj["components"] == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def _values(arr) -> np.ndarray:
+    import base64
+
+    if isinstance(arr, list):
+        return np.asarray(arr, dtype=np.float64)
+    return np.frombuffer(base64.b64decode(arr["bdata"]), dtype=arr["dtype"]).astype(np.float64)

@@ -29,6 +29,15 @@ class PCAProjection(Projection):
         self.explained_variance_ratio = np.asarray(explained_variance_ratio, dtype=np.float64)
 
     @classmethod
+    def latent_plane(cls, x: np.ndarray) -> PCAProjection:
+        """A 2-D latent space shown as itself: axes z0 and z1, no rotation (x is (N, 2))."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != 2:
+            raise ProjectionError(f"the latent plane needs (N, 2) latents, got {x.shape}")
+        eye, half = np.eye(2), np.full(2, 0.5)
+        return cls(np.zeros(2), eye, half, x.astype(np.float32), {"plane": True})
+
+    @classmethod
     def fit(cls, x: np.ndarray, params: dict[str, Any]) -> PCAProjection:
         """Fit on checked latents `x` (N, D), D >= 2."""
         if x.shape[1] < 2:

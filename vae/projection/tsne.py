@@ -161,8 +161,7 @@ class _TSNEProgress:
     def __call__(self, iteration: int, error: float, embedding: np.ndarray) -> bool:
         done = iteration + (self.first_phase if self.phase >= 1 else 0)
         frac = self.start + (1 - self.start) * min(done / max(self.total, 1), 1.0)
-        stage = "early exaggeration" if self.phase < 1 else "refining"
-        self.report(
-            min(frac, 0.99), f"t-SNE: {stage}, iteration {done}/{self.total}, KL {error:.3f}"
-        )
+        stage = "pulling clusters apart" if self.phase < 1 else "refining the layout"
+        # (the error openTSNE reports is the map's own KL divergence, not the VAE's: not shown)
+        self.report(min(frac, 0.99), f"t-SNE: {stage}, iteration {done} of {self.total}")
         return False  # never stop early

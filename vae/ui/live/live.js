@@ -269,7 +269,8 @@ function buildPanel(inst, root) {
   inst.canvas = img; inst.mini = mini; inst.notes = notes;
   inst.lastKey = null; // a new canvas: paint it
   const rows = Math.ceil(dims.length / 2);
-  if (rows > 8) sliders.style.maxHeight = `${8 * 58 + 8}px`; // whole rows, never half a label
+  // whole rows, never half a label: 8 rows of 54 px with 4 px between them
+  if (rows > 8) sliders.style.maxHeight = `${8 * 54 + 7 * 4}px`;
 }
 function setZ(inst, z, send) {
   inst.z = Float32Array.from(z);
