@@ -1,4 +1,6 @@
-"""Shared fixtures: keep torch to the 2 CI cores and find the shared MNIST copy."""
+"""Shared fixtures: keep torch to the 2 CI cores, find the shared MNIST copy, make tiny runs.
+
+The builders themselves are in tests/helpers.py; tests/pages/conftest.py adds the AppTest app."""
 
 from __future__ import annotations
 
@@ -25,3 +27,14 @@ def mnist_root() -> Path:
     if d is None:
         pytest.skip("MNIST not found: set VAE_DATA_DIR to a folder holding mnist/*.gz")
     return d.parent
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """`make_run(name, **tiny_run options)`: a small trained run folder under tmp_path."""
+    from tests.helpers import tiny_run
+
+    def make(name: str = "run", **kw):
+        return tiny_run(tmp_path / name, **kw)
+
+    return make

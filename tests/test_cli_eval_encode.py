@@ -10,16 +10,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import torch
 
-from vae.checkpoint import load_run, save_model
-from vae.config import ModelConfig, TrainConfig
-from vae.data import load_dataset
+from tests.helpers import tiny_run
+from vae.checkpoint import load_run
 from vae.encode import encode_image
 from vae.imageio import open_image
 from vae.latents import encode_dataset, run_dataset
-from vae.model import VAE
-from vae.objectives import elbo
 from vae.preprocess import PreprocessError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,19 +37,7 @@ def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 def _save_digits_run(run: Path, steps: int) -> Path:
     """A tiny MLP VAE trained for `steps` Adam steps on sklearn digits, saved as a run folder."""
-    ds = load_dataset("digits", "train")
-    torch.manual_seed(0)
-    model = VAE(ModelConfig(image_shape=(1, 8, 8), latent_dim=4, hidden=(32,)))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        idx = torch.randint(0, len(ds), (64,), generator=gen)
-        loss = elbo(model, ds.x[idx], generator=gen).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    save_model(run, model.eval(), dataset=ds.info(), train=TrainConfig(dataset="digits").to_dict())
-    return run
+    return tiny_run(run, "digits", latent_dim=4, steps=steps, hidden=(32,), metrics=False)
 
 
 @pytest.fixture(scope="module")

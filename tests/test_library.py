@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.helpers import tiny_digits_checkpoint
 from vae import archive, jobs
 from vae.checkpoint import CheckpointError, check_train_state
 from vae.record import RunDir, read_logs
@@ -74,13 +73,15 @@ def test_a_backup_with_a_torn_training_state_is_refused(trained, tmp_path):
     assert not (tmp_path / "runs" / "torn").exists()
 
 
-def test_library_lists_shipped_models_read_only_and_confirms_an_import(tmp_path, monkeypatch):
+def test_library_lists_shipped_models_read_only_and_confirms_an_import(
+    tmp_path, monkeypatch, make_run
+):
     for k in ("assets", "runs", "cache"):
         (tmp_path / k).mkdir()
         monkeypatch.setenv(f"VAE_{k.upper()}_DIR", str(tmp_path / k))
     monkeypatch.setenv("VAE_DEVICE", "cpu")
-    tiny_digits_checkpoint(tmp_path / "assets" / "shipped-one", latent_dim=2, steps=5)
-    src = tiny_digits_checkpoint(tmp_path / "elsewhere" / "mine", latent_dim=3, steps=5)
+    make_run("assets/shipped-one", latent_dim=2, steps=5)
+    src = make_run("elsewhere/mine", latent_dim=3, steps=5)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
     at.switch_page("pages/runs.py").run()

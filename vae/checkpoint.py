@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save
 from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.errors import ExplorerError
 from vae.model import VAE, unwrap
-from vae.record import RunDir, train_config
+from vae.record import RunDir, read_jsonl, train_config  # noqa: F401  (read_jsonl re-exported)
 
 FORMAT_VERSION = 1
 _FILES = RunDir(".")  # the file names of a run folder have one home: vae.record.RunDir
@@ -75,23 +75,6 @@ def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All complete JSON lines of a file; a missing file is empty and a torn line is skipped."""
-    out: list[dict[str, Any]] = []
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return out
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

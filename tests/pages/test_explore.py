@@ -317,11 +317,10 @@ def test_explore_decodes_the_dataset_only_when_a_page_needs_elbo_scores(tmp_path
     assert shown.value == f"{elbo[3]:.1f}"
 
 
-def test_a_2d_model_is_shown_in_its_own_latent_plane(tmp_path, monkeypatch):
-    from tests.helpers import tiny_run
+def test_a_2d_model_is_shown_in_its_own_latent_plane(tmp_path, monkeypatch, make_run):
     from vae.data import load_dataset
 
-    run_dir = tiny_run(tmp_path / "assets" / "two-d", latent_dim=2, steps=30)
+    run_dir = make_run("assets/two-d", latent_dim=2, steps=30)
     at = app_test({k: tmp_path / k for k in ("assets", "runs", "cache")}, monkeypatch)
     ok(at)
     chart = next(c for c in at.get("plotly_chart") if c.key == "latent_map")

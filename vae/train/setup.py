@@ -157,7 +157,7 @@ def setup(
 def resume_state(run_dir: Path, model: VAE, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """Load weights, optimiser and torch RNG in place; returns where the run stopped."""
     rest, meta = load_train_state(run_dir, opt)
-    weights = {k[6:]: v for k, v in rest.items() if k.startswith("model.")}
+    weights = {k.removeprefix("model."): v for k, v in rest.items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:

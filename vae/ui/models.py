@@ -24,16 +24,14 @@ import streamlit as st
 from vae import archive
 from vae.checkpoint import (
     CONFIG_FILE,
-    METRICS_JSON,
     WEIGHTS_FILE,
     CheckpointError,
     Run,
     load_run,
     read_config,
-    read_json,
     weights_hash,
 )
-from vae.record import headline
+from vae.record import RecordError, RunDir, headline, read_json_object
 from vae.ui import state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -96,8 +94,8 @@ def describe(path: Path, source: str, key: str | None = None) -> ModelEntry:
     meta = read_config(path)
     model = meta["model"]
     try:
-        metrics = read_json(path / METRICS_JSON) if (path / METRICS_JSON).exists() else {}
-    except CheckpointError:
+        metrics = read_json_object(RunDir(path).metrics) if RunDir(path).metrics.exists() else {}
+    except (CheckpointError, RecordError):
         metrics = {}
     name = path.name if source != "upload" else f"upload {path.name[:8]}"
     return ModelEntry(

@@ -16,9 +16,7 @@ from typing import Any
 import streamlit as st
 
 from vae import jobs
-from vae.checkpoint import METRICS_JSONL, read_jsonl
-from vae.record import RecordError, RunRecord
-from vae.train import STEPS_FILE
+from vae.record import RecordError, RunRecord, read_logs
 from vae.ui import state
 from vae.ui.training.figures import curves_figure, kl_heatmap
 from vae.ui.training.preview import show_preview
@@ -159,8 +157,7 @@ def live_view(name: str) -> None:
         st.error(s.message, icon=":material/error:")
     elif s.state == "stopped":
         st.info(s.message, icon=":material/pause_circle:")
-    steps = read_jsonl(run_dir / STEPS_FILE)
-    epochs = read_jsonl(run_dir / METRICS_JSONL)
+    epochs, steps = read_logs(run_dir)
     left, right = st.columns([2.2, 1], gap="medium")
     with left:
         if steps:
