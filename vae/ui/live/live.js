@@ -351,10 +351,26 @@ function panel(inst, root) {
   inst.notes.textContent = d.note || "";
   whenReady("decoders", d.decoder, () => schedule(inst));
   if (d.proj && d.proj.table) whenReady("tables", d.proj.table, () => schedule(inst));
-  // The map is drawn after this panel; place the star once Plotly has laid it out.
-  let tries = 0;
-  const poll = () => { if (attachMap(inst)) placeStar(inst.gd, inst.star); else if (tries++ < 100) setTimeout(poll, 100); };
-  poll();
+  // The map is drawn after this panel, and a rerun may replace its element: whenever the page
+  // changes, put the star on the map element that is there now (at most once per frame).
+  const sync = () => {
+    const gd = findMap(d.mapKey);
+    if (gd && gd._fullLayout && (gd !== inst.gd || !gd.querySelector(":scope > .vl-overlay"))) {
+      attachMap(inst);
+      placeStar(gd, inst.star);
+    }
+  };
+  sync();
+  if (!inst.mapObserver && d.mapKey) {
+    let pending = false;
+    inst.mapObserver = new MutationObserver(() => {
+      if (!inst.root.isConnected) { inst.mapObserver.disconnect(); return; }
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(() => { pending = false; sync(); });
+    });
+    inst.mapObserver.observe(document.body, { childList: true, subtree: true });
+  }
 }
 
 // --- the 2-D pad ---------------------------------------------------------------------------
