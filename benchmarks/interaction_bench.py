@@ -144,12 +144,17 @@ def default_model() -> Path:
 
 
 def cli(doc: str) -> argparse.Namespace:
-    """The browser benchmarks' shared options: --model, --presses, --json."""
+    """The browser benchmarks' shared options (--model, --presses, --json); exits with code 2
+    when there is no Chromium to drive."""
     p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: app's)")
     p.add_argument("--presses", type=int, default=15)
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
-    return p.parse_args()
+    args = p.parse_args()
+    if not CHROMIUM.exists():
+        print(f"needs Chromium at {CHROMIUM}", file=sys.stderr)
+        raise SystemExit(2)
+    return args
 
 
 def fresh_copy(model: Path, tmp: Path) -> tuple[Path, dict[str, str]]:
@@ -171,9 +176,6 @@ def fresh_copy(model: Path, tmp: Path) -> tuple[Path, dict[str, str]]:
 
 def main() -> int:
     args = cli(__doc__)
-    if not CHROMIUM.exists():
-        print(f"needs Chromium at {CHROMIUM}", file=sys.stderr)
-        return 2
     from playwright.sync_api import sync_playwright
 
     model = (args.model or default_model()).resolve()

@@ -251,9 +251,6 @@ def server_run(
 
 def main() -> int:
     args = cli(__doc__)
-    if not CHROMIUM.exists():
-        print(f"needs Chromium at {CHROMIUM}", file=sys.stderr)
-        return 2
     from playwright.sync_api import sync_playwright
 
     model = (args.model or default_model()).resolve()
