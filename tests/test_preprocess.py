@@ -174,3 +174,31 @@ def test_other_datasets_convert_invert_and_resize() -> None:
         preprocess(Image.new("L", (20, 20), 128), shapes)
     with pytest.raises(PreprocessError, match="image_shape"):
         preprocess(dark_on_light, {"name": "shapes"})
+
+
+def test_a_16_bit_scan_is_scaled_not_clipped(tmp_path) -> None:
+    photo8 = _photo(_light_digit())  # 8-bit dark ink on paper
+    a16 = (np.asarray(photo8, dtype=np.float64) / 255 * 65535).round().astype(np.uint16)
+    path = tmp_path / "scan16.png"
+    Image.fromarray(a16).save(path)  # a 16-bit greyscale PNG ("I;16")
+    im = open_image(path)
+    assert im.mode == "L"
+    # the same picture as the 8-bit one, within rounding (convert("L") would clip it to white)
+    assert np.abs(np.asarray(im, np.int16) - np.asarray(photo8, np.int16)).max() <= 1
+    x16, x8 = preprocess(im, MNIST).x, preprocess(photo8, MNIST).x
+    assert torch.allclose(x16, x8, atol=2 / 255)
+
+
+@pytest.mark.parametrize("size", [(10000, 10), (10, 10000), (4000, 3)])
+def test_extreme_aspect_ratios_give_a_result_or_a_clear_error(size) -> None:
+    im = Image.new("L", size, 230)
+    ImageDraw.Draw(im).line(
+        [(0, 0), (size[0] - 1, size[1] - 1)], fill=20, width=max(1, min(size) // 2)
+    )
+    try:
+        out = preprocess(im, MNIST)
+    except PreprocessError as e:
+        assert str(e)  # a message for the user, not a crash from a 0-pixel thumbnail
+    else:
+        assert out.x.shape == (1, 1, 28, 28)
+        assert all(min(step.size) >= 1 for _, step in out.steps)

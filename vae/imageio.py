@@ -6,6 +6,7 @@ import io
 import os
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vae.errors import ExplorerError
@@ -67,8 +68,25 @@ def flatten(im: Image.Image) -> Image.Image:
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im).convert("RGB")
-    if im.mode in ("1", "I", "I;16", "F"):
+    if im.mode == "1":
         im = im.convert("L")
+    elif im.mode.startswith(("I", "F")):  # 16-bit scans, 32-bit ints and floats
+        im = _to_8bit(im)
     if im.mode not in ("L", "RGB"):
         im = im.convert("RGB")
     return im
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """A high-bit-depth grey image scaled to 8 bits, not clipped: `convert("L")` would clip a
+    16-bit scan's values to 255 and make it look blank. 16-bit modes use their full range; a
+    32-bit or float image its own maximum (floats in [0, 1] count as fractions)."""
+    a = np.asarray(im, dtype=np.float64)
+    a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    if im.mode.startswith("I;16"):
+        top = 65535.0
+    elif im.mode == "F" and a.size and a.max() <= 1.0:
+        top = 1.0
+    else:
+        top = max(float(a.max()) if a.size else 0.0, 255.0)
+    return Image.fromarray((np.clip(a, 0, top) / top * 255).round().astype(np.uint8), "L")

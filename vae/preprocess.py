@@ -264,8 +264,10 @@ def _thumb(src: Image.Image | np.ndarray) -> Image.Image:
     if isinstance(src, np.ndarray):
         src = Image.fromarray((np.clip(src, 0, 1) * 255).round().astype(np.uint8))  # mode "L"
     im = src.copy()
-    if max(im.size) > THUMB_MAX:
-        im.thumbnail((THUMB_MAX, THUMB_MAX), Image.Resampling.BOX)
+    if max(im.size) > THUMB_MAX:  # sized here, never 0 px on a side (a 10000 x 10 strip)
+        s = THUMB_MAX / max(im.size)
+        size = (max(1, round(im.width * s)), max(1, round(im.height * s)))
+        im = im.resize(size, Image.Resampling.BOX)
     elif max(im.size) < THUMB_MIN:
         f = THUMB_MIN // max(im.size) + (THUMB_MIN % max(im.size) > 0)
         im = im.resize((im.width * f, im.height * f), Image.Resampling.NEAREST)
