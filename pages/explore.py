@@ -210,7 +210,8 @@ def latent_panel() -> None:
     st.subheader("Decoded z")
     show_all = D > sliders.TOP and st.toggle(f"Show all {D} dimensions", key="show_all_dims")
     kl = np.asarray(table.kl_per_dim, np.float32)
-    counts, ex, ey = grid
+    order = [int(d) for d in sliders.order(kl)]  # most informative first
+    _, ex, ey = grid
     res = live.latent_panel(
         panel_key,
         {
@@ -218,7 +219,7 @@ def latent_panel() -> None:
             "group": model_key,
             "z": [float(v) for v in z],
             "zv": st.session_state.get(zv_key, 0),
-            "order": [int(d) for d in sliders.order(kl)],
+            "order": order,
             "kl": [round(float(v), 4) for v in kl],
             "collapsed": maps.COLLAPSED_KL,
             "limit": limit,
@@ -254,7 +255,7 @@ def latent_panel() -> None:
             live_dec,
             key=f"pad-{model_key}",
             z=z,
-            order=[int(d) for d in sliders.order(kl)],
+            order=order,
             label=lambda d: f"z{d} · KL {kl[d]:.2f}",
             limit=limit,
             group=model_key,
@@ -378,13 +379,7 @@ with left:
         rows=table.rows,
         marker=marker,
         selected=highlight,
-        axis_titles=(
-            ("z0", "z1")
-            if D == 2 and method == "pca"
-            else ("PC 1", "PC 2")
-            if method == "pca"
-            else ("", "")
-        ),  # fmt: skip
+        axis_titles=("z0", "z1") if plane else ("PC 1", "PC 2") if method == "pca" else ("", ""),
         hover_labels=hover_labels if not categorical else None,
     )
     st.session_state["_map_positions"] = map_fig.positions
@@ -399,11 +394,7 @@ with left:
     st.caption(
         f"{len(table):,} images of the "
         + ("whole dataset" if table.split == "all" else f"{table.split} split")
-        + (
-            ", the latent plane"
-            if D == 2 and method == "pca"
-            else f", {METHOD_NAMES.get(method, method)}"
-        )
+        + (", the latent plane" if plane else f", {METHOD_NAMES.get(method, method)}")
         + (
             (
                 " (exact: the ★ is the true position of z"
