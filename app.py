@@ -18,6 +18,11 @@ st.set_page_config(
 )
 
 ROOT = Path(__file__).resolve().parent
+# Streamlit leaves about 100 px above each page title; a title near the top leaves room for the map.
+st.html(
+    "<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }"
+    "[data-testid='stSidebarUserContent'] { padding-top: 0.5rem; }</style>"
+)
 
 # (script, title, icon, url path). The first row is the home page. A url path must differ from
 # its file's name: Streamlit also knows pages/ as a legacy page folder, and a matching name lets
@@ -60,9 +65,10 @@ def sidebar() -> None:
     if run is not None:
         c, h, w = run.config.image_shape
         st.sidebar.caption(
-            f"{w}×{h} {'colour' if c == 3 else 'grey'} images · {run.config.latent_dim}-d latent"
-            f" · {run.config.arch.upper()} · {run.config.likelihood} decoder"
-            + (f" · {entry.score} nats" if entry.score else "")
+            f"{entry.dataset} · {w}×{h} {'colour' if c == 3 else 'grey'} images · "
+            f"{run.config.latent_dim}-d latent · {run.config.arch.upper()} · "
+            f"{run.config.likelihood} decoder"
+            + (f" · {entry.score_long}" if entry.score_long else "")
         )
         data.dataset_panel(run)
 

@@ -61,8 +61,9 @@ if runs:
         hide_index=True,
         column_config={
             "Score": st.column_config.TextColumn(
-                help="IWAE NLL when the run was evaluated (lower is better), else the final "
-                "test ELBO (higher is better), in nats"
+                help="Test negative log-likelihood in nats, lower is better: the IWAE "
+                "estimate when the run was evaluated, else bounded by the final test ELBO "
+                "(NLL ≤ −ELBO)"
             ),
             "Latent": st.column_config.NumberColumn(help="latent dimensions"),
         },

@@ -82,7 +82,8 @@ def test_start_watch_finish_and_load(root):
     (info,) = jobs.list_runs(root)
     assert info.name == "short" and info.dataset == "digits" and info.epochs == 3
     saved = json.loads((root / "short" / "metrics.json").read_text())
-    assert info.score == f"ELBO {saved['test_elbo']:.1f}" and info.score_value == saved["test_elbo"]
+    assert info.score == f"NLL ≤ {-saved['test_elbo']:.1f}"  # −ELBO bounds the NLL from above
+    assert info.score_value == -saved["test_elbo"]
     assert info.device == "cpu" and info.wall_time_s > 0
     assert "epoch 3/3" in jobs.log_tail(root / "short")
     wait_for(lambda: jobs.job_status(root / "short").returncode == 0, 60, "the exit code")

@@ -28,8 +28,8 @@ def test_headline_of_the_shipped_mnist_model_agrees_everywhere():
     assert head.short() == f"NLL {nll:.1f}"
     assert "lower is better" in head.long()
     # the sidebar/picker and the Model library's Score column show the same figure
-    assert describe(MNIST_CONV, "asset").score == head.short()
-    assert jobs.run_info(MNIST_CONV).score == head.short()
+    assert describe(MNIST_CONV, "asset").score == head.nll() == f"NLL {nll:.1f}"
+    assert jobs.run_info(MNIST_CONV).score == head.nll()
     assert jobs.run_info(MNIST_CONV).score_value == nll
 
 

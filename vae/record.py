@@ -81,6 +81,13 @@ class Headline:
         better = "lower" if self.lower_is_better else "higher"
         return f"{self.short()} nats ({better} is better)"
 
+    def nll(self) -> str:
+        """One figure comparable across models, lower is better: 'NLL 85.4' when estimated,
+        'NLL ≤ 24.2' from an ELBO (−ELBO is an upper bound on −log p(x), Kingma & Welling 2013)."""
+        if self.lower_is_better:
+            return f"NLL {self.value:.1f}"
+        return f"NLL ≤ {-self.value:.1f}"
+
 
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None

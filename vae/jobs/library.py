@@ -65,8 +65,8 @@ class RunInfo:
     latent_dim: int = 0
     arch: str = "?"
     epochs: int = 0
-    score: str = ""  # "NLL 88.1" or "test ELBO -95.2"
-    score_value: float | None = None
+    score: str = ""  # "NLL 88.1" (estimated) or "NLL ≤ 95.2" (−test ELBO): lower is better
+    score_value: float | None = None  # that NLL figure
     wall_time_s: float | None = None
     device: str = ""
     created: str = ""
@@ -90,8 +90,8 @@ def run_info(run_dir: Path) -> RunInfo:
         latent_dim=int((cfg.get("model") or {}).get("latent_dim") or 0),
         arch=str((cfg.get("model") or {}).get("arch") or "?"),
         epochs=int(metrics.get("epochs") or s.epoch or 0),
-        score=head.short() if head else "",
-        score_value=head.value if head else None,
+        score=head.nll() if head else "",
+        score_value=(head.value if head.lower_is_better else -head.value) if head else None,
         wall_time_s=metrics.get("wall_time_s"),
         device=str(metrics.get("device") or s.device or ""),
         created=str(cfg.get("created") or ""),

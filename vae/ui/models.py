@@ -29,6 +29,7 @@ from vae.checkpoint import (
     Run,
     load_run,
     read_config,
+    refuse_pickle,
     weights_hash,
 )
 from vae.record import RecordError, RunDir, headline, read_json_object
@@ -71,12 +72,14 @@ class ModelEntry:
     dataset: str
     latent_dim: int
     arch: str
-    score: str  # e.g. "ELBO -95.1" (test set) or "" when the run has no metrics yet
+    score: str  # "NLL 85.4" (estimated) or "NLL ≤ 95.1" (from the test ELBO); "" without metrics
+    score_long: str = ""  # e.g. "NLL 85.4 nats (lower is better)"
 
     @property
     def label(self) -> str:
-        """e.g. "digits-mlp · digits · z8 MLP · ELBO -24.7" (non-shipped ones say where from)."""
-        parts = [self.name, self.dataset, f"z{self.latent_dim} {self.arch.upper()}"]
+        """Short enough for the sidebar, e.g. "digits-mlp · z8 · NLL ≤ 24.7" (non-shipped ones
+        say where from); the dataset and architecture are in the caption under the picker."""
+        parts = [self.name, f"z{self.latent_dim}"]
         if self.score:
             parts.append(self.score)
         where = "" if self.source == "asset" else f"{SOURCES[self.source]}: "
@@ -84,9 +87,18 @@ class ModelEntry:
 
 
 def metric_summary(metrics: dict[str, Any]) -> str:
-    """The headline number of a metrics.json, short ('NLL 85.4'), by `vae.record.headline`."""
+    """The headline number of a metrics.json as one comparable figure, lower is better
+    ('NLL 85.4', or 'NLL ≤ 24.2' from an ELBO), by `vae.record.headline`."""
     head = headline(metrics)
-    return head.short() if head else ""
+    return head.nll() if head else ""
+
+
+def metric_long(metrics: dict[str, Any]) -> str:
+    head = headline(metrics)
+    if head is None:
+        return ""
+    how = head.source if head.lower_is_better else "bounded by the test ELBO"
+    return f"{head.nll()} nats ({how}; lower is better)"
 
 
 def describe(path: Path, source: str, key: str | None = None) -> ModelEntry:
@@ -107,6 +119,7 @@ def describe(path: Path, source: str, key: str | None = None) -> ModelEntry:
         latent_dim=int(model.get("latent_dim", 0)),
         arch=str(model.get("arch", "?")),
         score=metric_summary(metrics),
+        score_long=metric_long(metrics),
     )
 
 
@@ -178,6 +191,7 @@ def load(entry: ModelEntry | Path) -> Run:
     try:
         st_ = stamp(path)
     except OSError:
+        refuse_pickle(path)  # a folder holding only a .pt: say why, and how to convert it
         raise CheckpointError(f"{path} has no readable {WEIGHTS_FILE}") from None
     return _load_keyed(str(path), st_)
 
@@ -198,6 +212,7 @@ def add_path(text: str) -> ModelEntry:
     if not text.strip():
         raise CheckpointError("type the path of a folder holding config.json and model.safetensors")
     path = path.resolve()
+    refuse_pickle(path)  # a .pt typed instead of its folder, or a folder holding only one
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a folder")
     load(path)  # full validation: safetensors, shapes, finite values
@@ -269,7 +284,9 @@ def picker() -> ModelEntry | None:
         key=state.MODEL,
         format_func=lambda k: by_key[k].label,
         help="Shipped models, your training runs (runs/) and models added below. Each shows its "
-        "dataset, latent size, architecture and test ELBO (or IWAE NLL when evaluated), in nats.",
+        "latent size and one figure to compare them by: the test negative log-likelihood in nats "
+        "(lower is better), estimated with IWAE when the model was evaluated, otherwise bounded "
+        "by its test ELBO (NLL ≤ −ELBO).",
     )
     st.session_state[CURRENT_KEY] = by_key[key]
     return by_key[key]
