@@ -2,6 +2,9 @@
 
 python -m vae.encode runs/mnist photo_of_a_7.jpg drawing.png --k 5
 python -m vae.encode runs/mnist *.png --json        # one JSON object per line
+
+The training images' posterior means are encoded once and kept in the app's disk cache
+(`vae.latents.cached_means`), so later calls on the same weights and data start at once.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from vae.checkpoint import CheckpointError, Run
 from vae.cliutil import add_run_arguments, open_run
 from vae.data import DatasetError
 from vae.imageio import ImageError, open_image
-from vae.latents import encode_dataset, nearest, run_dataset
+from vae.latents import cached_means, nearest
 from vae.metrics import per_image_elbo
 from vae.preprocess import Preprocessed, PreprocessError, preprocess
 
@@ -98,22 +101,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("images", nargs="+", help="PNG, JPEG, WebP, BMP or GIF files")
     p.add_argument("--k", type=int, default=5, help="how many nearest training images to show")
     p.add_argument("--json", action="store_true", help="print one JSON object per image and line")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="re-encode the training images (and refresh their means in the disk cache)",
+    )
     args = p.parse_args(argv)
     if args.k < 0:
         p.error("--k must be >= 0")
     try:
         run = open_run(p, args)
-        train = run_dataset(run, "train", args.data_dir)
+        train = cached_means(run, "train", args.data_dir, refresh=args.no_cache)
     except (CheckpointError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    train_means, _ = encode_dataset(run.model, train.x)  # (N, D)
 
     failed = 0
     for path in args.images:
         try:
+            img = open_image(path)
             enc = encode_image(
-                run, open_image(path), train_means, train.y, args.k, label_names=train.label_names
+                run, img, train.mean, train.labels, args.k, label_names=train.label_names
             )
         except (ImageError, PreprocessError) as e:
             failed += 1

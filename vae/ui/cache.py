@@ -4,16 +4,15 @@
     scores = elbo_scores(run, table)       # ELBOScores: per-image ELBO and recon error (decoder)
     proj = projection(run, table, "pca")   # vae.projection.Projection (.embedding, .transform)
 
-The disk cache lives in `<run>/.cache/` when the run folder is writable, else in
-`~/.cache/vae-latent-explorer/cache/` (`$VAE_CACHE_DIR` overrides the root); file names carry
-the weights hash, so a retrained model never reads stale numbers. Arrays are stored as `.npz`
-without pickles. Reopening a model is then instant, even after the server restarts.
+The disk cache (`vae.diskcache`, shared with the CLIs) lives in `<run>/.cache/` when the run
+folder is writable, else in `~/.cache/vae-latent-explorer/cache/` (`$VAE_CACHE_DIR` overrides
+the root); file names carry the weights hash, so a retrained model never reads stale numbers.
+Arrays are stored as `.npz` without pickles. Reopening a model is then instant, even after the
+server restarts.
 """
 
 from __future__ import annotations
 
-import io
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from vae.checkpoint import Run, atomic_write_bytes
+from vae import diskcache
+from vae.checkpoint import Run
 from vae.ui import data, models
 
 TABLE_VERSION = (
@@ -33,31 +33,7 @@ MEANS_VERSION = 1  # part of projection cache keys: bump when the table's latent
 
 def cache_dir(run: Run) -> Path:
     """Where disk caches for `run` go: `<run>/.cache` if writable, else the user cache dir."""
-    local = Path(run.path) / ".cache"
-    try:
-        local.mkdir(exist_ok=True)
-        if os.access(local, os.W_OK):
-            return local
-    except OSError:
-        pass
-    out = models.user_dir() / "cache" / models.run_id(run)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_npz(path: Path) -> dict[str, np.ndarray] | None:
-    """The arrays of an .npz written by `save_npz`, or None if missing or unreadable."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError):
-        return None
+    return diskcache.cache_dir(run.path)
 
 
 # --- latent table ---------------------------------------------------------------------------------
@@ -103,16 +79,7 @@ def _cached_arrays(
 
     Files of the same kind for other weights (a retrained run) or an older layout are removed.
     """
-    current = f"{kind}-v{TABLE_VERSION}-{models.run_id(run)}-"
-    f = cache_dir(run) / f"{current}{key}.npz"
-    arrays = load_npz(f)
-    if arrays is None:
-        arrays = compute()
-        save_npz(f, arrays)
-        for stale in f.parent.glob(f"{kind}-v*.npz"):
-            if not stale.name.startswith(current):
-                stale.unlink(missing_ok=True)
-    return arrays
+    return diskcache.cached_arrays(run.path, kind, TABLE_VERSION, key, compute)
 
 
 def _compute_table(run: Run, n: int, seed: int) -> dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import streamlit as st
 
-from vae import archive
+from vae import archive, diskcache
 from vae.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -30,7 +30,6 @@ from vae.checkpoint import (
     load_run,
     read_config,
     refuse_pickle,
-    weights_hash,
 )
 from vae.record import RecordError, RunDir, headline, read_json_object
 from vae.ui import state
@@ -55,7 +54,7 @@ def runs_dir() -> Path:
 
 def user_dir() -> Path:
     """Per-user folder for caches and uploaded models (`$VAE_CACHE_DIR` overrides)."""
-    return Path(os.environ.get("VAE_CACHE_DIR") or Path.home() / ".cache" / "vae-latent-explorer")
+    return diskcache.user_dir()
 
 
 def uploads_dir() -> Path:
@@ -180,11 +179,6 @@ def _load(path: str, version: tuple[int, int], device: str) -> Run:
     return load_run(path, device=device)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _hash(path: str, version: tuple[int, int]) -> str:
-    return weights_hash(path)[:16]
-
-
 def load(entry: ModelEntry | Path) -> Run:
     """The loaded Run (eval mode, shared read-only across sessions). Raises CheckpointError."""
     path = entry.path if isinstance(entry, ModelEntry) else Path(entry)
@@ -201,8 +195,9 @@ def _load_keyed(path: str, st_: tuple[int, int]) -> Run:
 
 
 def run_id(run: Run) -> str:
-    """A short content hash of the weights: the identity used by the disk caches."""
-    return _hash(str(run.path), stamp(run.path))
+    """A short content hash of the weights: the identity used by the disk caches (the CLIs'
+    too: `vae.diskcache.run_id`)."""
+    return diskcache.run_id(run.path)
 
 
 # --- adding ---------------------------------------------------------------------------------------
