@@ -87,7 +87,8 @@ def check_zip(
         if suffix in PICKLE_SUFFIXES:
             raise CheckpointError(
                 f"the zip holds {name!r}, a pickle-based file. Pickles can run arbitrary code, "
-                "so they are never loaded; export the model as config.json + model.safetensors"
+                "so they are never loaded; export the model as config.json + model.safetensors "
+                "(`python -m vae.convert` converts your own trusted state_dict on your machine)"
             )
         if suffix not in ALLOWED_SUFFIXES:
             raise CheckpointError(

@@ -150,9 +150,12 @@ class Run:
 def refuse_pickle(path: Path) -> None:
     """Raise if `path` is, or a folder holds only, a pickle-based checkpoint."""
     msg = (
-        "{p} looks like a PyTorch pickle checkpoint. Loading pickles can run arbitrary code, so "
-        "VAE Latent Explorer never does. Convert it with code you trust: load it yourself, then "
-        "`vae.checkpoint.save_model(run_dir, model)` writes config.json + model.safetensors."
+        "{p} looks like a PyTorch pickle checkpoint. Pickle checkpoints are refused because "
+        "loading a pickle can run arbitrary code, so VAE Latent Explorer never does. If it is "
+        "your own trusted state_dict, convert it on your machine with `python -m vae.convert "
+        "{p} --out <folder> --dataset <name> --arch <mlp|conv> --latent-dim <n>` (the options "
+        "of the model that saved it), then add <folder>, which holds config.json + "
+        "model.safetensors."
     )
     if path.is_file():
         head = path.open("rb").read(4)

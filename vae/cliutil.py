@@ -1,12 +1,16 @@
-"""What the run CLIs (`vae.evaluate`, `vae.encode`) share: their run arguments and how they open
-the run. Errors they report come back as `error: ...` and exit code 2, never a traceback."""
+"""What the CLIs share: the run arguments of `vae.evaluate` and `vae.encode` and how they open
+the run, and the dataset and model options of `vae.train` and `vae.convert`. Errors they report
+come back as `error: ...` and exit code 2, never a traceback."""
 
 from __future__ import annotations
 
 import argparse
 
 from vae.checkpoint import Run, load_run
+from vae.config import ModelConfig
 from vae.device import resolve_device
+
+BINARIZE = {"auto": None, "yes": True, "no": False}  # --binarize -> TrainConfig.binarize
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,3 +28,37 @@ def open_run(p: argparse.ArgumentParser, args: argparse.Namespace) -> Run:
     except ValueError as e:
         p.error(str(e))
     return load_run(args.run, device=device)
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """--dataset, --data-dir, --image-size: the data a model is (or was) trained on."""
+    p.add_argument("--dataset", help="digits, shapes, mnist, fashion-mnist, folder or npz")
+    p.add_argument("--data-dir", help="root of the IDX datasets, an image folder, or a .npz file")
+    p.add_argument("--image-size", type=int, help="square size for shapes/folder datasets")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The ModelConfig options but the image shape (the dataset gives it)."""
+    p.add_argument("--arch", choices=["mlp", "conv"], default="mlp")
+    p.add_argument("--latent-dim", type=int, default=20)
+    p.add_argument("--hidden", type=int, nargs="+", help="MLP widths or conv channels")
+    p.add_argument("--dense", type=int, default=256, help="conv only: dense layer width")
+    p.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli")
+    p.add_argument("--sigma-mode", choices=["fixed", "learned"], default="fixed")
+    p.add_argument("--sigma", type=float, default=0.1, help="Gaussian σ (initial, if learned)")
+
+
+def model_config(args: argparse.Namespace, image_shape: tuple[int, int, int]) -> ModelConfig:
+    """The ModelConfig of `add_model_arguments` options; --hidden defaults to 400 for mlp and
+    32 64 for conv. Raises ConfigError for a value out of range."""
+    hidden = tuple(args.hidden) if args.hidden else ((400,) if args.arch == "mlp" else (32, 64))
+    return ModelConfig(
+        image_shape=image_shape,
+        latent_dim=args.latent_dim,
+        arch=args.arch,
+        hidden=hidden,
+        dense=args.dense,
+        likelihood=args.likelihood,
+        sigma_mode=args.sigma_mode,
+        sigma=args.sigma,
+    )

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from vae.checkpoint import CheckpointError, atomic_write_json, read_config
+from vae.cliutil import BINARIZE, add_data_arguments, add_model_arguments, model_config
 from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.data import DatasetError, load_dataset
 from vae.train.loop import train
@@ -40,16 +41,8 @@ JSON_FLAGS = ("config_json", "device", *RUN_FLAGS)  # what may go with --config-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vae.train", description=DESCRIPTION)
-    p.add_argument("--dataset", help="digits, shapes, mnist, fashion-mnist, folder or npz")
-    p.add_argument("--data-dir", help="root of the IDX datasets, an image folder, or a .npz file")
-    p.add_argument("--image-size", type=int, help="square size for shapes/folder datasets")
-    p.add_argument("--arch", choices=["mlp", "conv"], default="mlp")
-    p.add_argument("--latent-dim", type=int, default=20)
-    p.add_argument("--hidden", type=int, nargs="+", help="MLP widths or conv channels")
-    p.add_argument("--dense", type=int, default=256, help="conv only: dense layer width")
-    p.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli")
-    p.add_argument("--sigma-mode", choices=["fixed", "learned"], default="fixed")
-    p.add_argument("--sigma", type=float, default=0.1, help="Gaussian σ (initial, if learned)")
+    add_data_arguments(p)
+    add_model_arguments(p)
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--warmup-steps", type=int, default=0, help="KL warm-up length in steps")
     p.add_argument("--free-bits", type=float, default=0.0, help="nats per latent dimension")
@@ -134,17 +127,7 @@ def configs_from_args(
     if not args.dataset or not args.out:
         raise TrainingError("--dataset and --out are required (or --resume RUN)")
     probe = load_dataset(args.dataset, "train", args.data_dir, image_size=args.image_size)
-    hidden = tuple(args.hidden) if args.hidden else ((400,) if args.arch == "mlp" else (32, 64))
-    model_cfg = ModelConfig(
-        image_shape=probe.image_shape,
-        latent_dim=args.latent_dim,
-        arch=args.arch,
-        hidden=hidden,
-        dense=args.dense,
-        likelihood=args.likelihood,
-        sigma_mode=args.sigma_mode,
-        sigma=args.sigma,
-    )
+    model_cfg = model_config(args, probe.image_shape)
     cfg = TrainConfig(
         dataset=args.dataset,
         data_dir=args.data_dir,
@@ -157,7 +140,7 @@ def configs_from_args(
         warmup_steps=args.warmup_steps,
         free_bits=args.free_bits,
         iw_samples=args.iw_samples,
-        binarize={"auto": None, "yes": True, "no": False}[args.binarize],
+        binarize=BINARIZE[args.binarize],
         seed=args.seed,
         device=args.device,
         compile=args.compile,
