@@ -79,9 +79,9 @@ if tabs[0].open:
         st.markdown(f"##### Try it on **{model_name}**")
         try:
             ds = data.load(run)
-        except DatasetError as e:
+        except DatasetError:
             ds = None
-            st.info(f"This part needs the model's dataset: {e}", icon=":material/folder_off:")
+            data.missing_notice(run, key="ideas")
         if ds is not None:
             row = st.columns([1, 3])[0].number_input(
                 "Image number", 0, len(ds) - 1, 0, key=f"demo_idea_row:{model_name}"
@@ -216,9 +216,9 @@ if tabs[2].open:
         try:
             ds = data.load(run)
             table = cache.latent_table(run, state.map_size(len(ds)))
-        except DatasetError as e:
+        except DatasetError:
             table = None
-            st.info(f"This tour needs the model's dataset: {e}", icon=":material/folder_off:")
+            data.missing_notice(run, key="dims")
         if table is not None:
             kl = table.kl_per_dim
             order = [int(d) for d in table.dim_order()]
@@ -275,9 +275,9 @@ if tabs[3].open:
         try:
             scores = analysis.ood_scores(run, n=500)
             examples = analysis.ood_examples(run, n=8)
-        except DatasetError as e:
+        except DatasetError:
             scores = None
-            st.info(f"This tour needs the model's dataset: {e}", icon=":material/folder_off:")
+            data.missing_notice(run, key="anomaly")
         if scores is not None:
             cols = st.columns(len(examples))
             for col, (name, x) in zip(cols, examples.items(), strict=True):

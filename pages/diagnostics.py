@@ -5,7 +5,6 @@ import math
 import numpy as np
 import streamlit as st
 
-from vae.data import DatasetError
 from vae.thresholds import ACTIVE_UNIT, COLLAPSED_KL
 from vae.ui import analysis, cache, charts, data, image_grids, infer, models, state
 
@@ -15,11 +14,7 @@ K_CHOICES = [1, 10, 50, 100, 500, 1000, 5000]
 run = models.require_run()
 D = run.config.latent_dim
 model_key = st.session_state[state.MODEL]
-try:
-    ds = data.load(run)
-except DatasetError as e:
-    ds = None
-    missing = str(e)
+ds = data.try_load(run)
 
 st.title("Model diagnostics")
 st.caption(
@@ -71,10 +66,9 @@ m4.metric(
     help="From `python -m vae.evaluate RUN --save`, stored in metrics.json.",
 )
 if ds is None:
-    st.info(
-        f"The dataset of this model is not available ({missing}); only the training log and "
-        "samples are shown.",
-        icon=":material/folder_off:",
+    data.missing_notice(
+        run,
+        "Until then this page shows the training log, the stored figures and prior samples.",
     )
 
 tabs = st.tabs(["Training curves", "Latent usage", "Likelihood", "Samples", "Disentanglement"])

@@ -10,8 +10,10 @@ from vae.ui import cache, charts, data, images, infer, maps, models, state
 
 K = 8  # nearest neighbours shown
 
+ACCEPTED = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
+
 run = models.require_run()
-ds = data.require_dataset(run)
+ds = data.try_load(run)  # None without the data: encoding needs only the model
 
 st.title("Encode your own image")
 st.caption(
@@ -22,36 +24,58 @@ st.caption(
 )
 
 up_col, cam_col = st.columns([3, 1], vertical_alignment="bottom")
+# Any file is taken and checked here (not only by the browser's file filter), so a wrong type gets
+# a sentence naming the accepted ones instead of a bare red chip.
 uploads = up_col.file_uploader(
     "Images (PNG, JPEG, WebP, BMP or GIF)",
-    type=["png", "jpg", "jpeg", "webp", "bmp", "gif"],
     accept_multiple_files=True,
     key="encode_uploads",
+    help="Any photo or drawing in one of these formats; several at once are compared on one map.",
 )
-files = [(f.name, f.getvalue()) for f in uploads or []]
+files = []
+for f in uploads or []:
+    if f.name.rsplit(".", 1)[-1].lower() not in ACCEPTED:
+        st.error(
+            f"**{f.name}** is not an image this page can read. Upload a PNG, JPEG, WebP, BMP or "
+            "GIF file.",
+            icon=":material/block:",
+        )
+        continue
+    files.append((f.name, f.getvalue()))
 if cam_col.toggle("Use the camera", key="encode_camera"):
     shot = st.camera_input("Take a photo of a digit on paper")
     if shot is not None:
         files.append(("camera photo", shot.getvalue()))
 
+if ds is None:
+    data.missing_notice(
+        run,
+        "Your images are still encoded and redrawn below; how typical each one is, its nearest "
+        "dataset images and the map wait for the data.",
+    )
 if not files:
     st.info("Upload one or more images to encode them.", icon=":material/upload:")
     st.stop()
 
-try:
-    table = cache.latent_table(run, state.map_size(len(ds)))
-    proj = cache.projection(run, table, state.projection_method())
-    scores = cache.elbo_scores(run, table)
-except (DatasetError, ValueError, ImportError) as e:
-    st.error(f"Could not prepare the dataset's latent codes: {e}")
-    st.stop()
+table = proj = scores = None
+if ds is not None:
+    try:
+        table = cache.latent_table(run, state.map_size(len(ds)))
+        proj = cache.projection(run, table, state.projection_method())
+        scores = cache.elbo_scores(run, table)
+    except (DatasetError, ValueError, ImportError) as e:
+        st.error(f"Could not prepare the dataset's latent codes: {e}")
+        table = proj = scores = None
+D = run.config.latent_dim
+means = table.mean if table is not None else np.zeros((0, D), np.float32)  # (N, D)
 
 placed: list[tuple[str, np.ndarray]] = []
 for i, (name, blob) in enumerate(files):
     with st.container(border=True):
-        st.subheader(name)
+        st.subheader(f"{len(placed) + 1} · {name}" if len(files) > 1 else name)
         try:
-            enc = infer.encode_upload(run, open_image(blob, name), table.mean, table.labels, K)
+            labels = table.labels if table is not None else None
+            enc = infer.encode_upload(run, open_image(blob, name), means, labels, K)
         except (ImageError, PreprocessError) as e:
             st.error(str(e), icon=":material/broken_image:")
             continue
@@ -60,29 +84,38 @@ for i, (name, blob) in enumerate(files):
         st.caption("Preparation, step by step (the last picture is what the encoder sees):")
         steps = enc.steps[:8]
         for col, (step, pic) in zip(st.columns(len(steps)), steps, strict=True):
-            col.image(pic, caption=step, width=112, output_format="PNG")
+            col.image(images.letterbox(pic, 112), caption=step, width=112, output_format="PNG")
 
         left, right = st.columns([2, 3], gap="large")
         with left:
             a, b = st.columns(2)
             a.image(images.upscale(enc.x, 160), caption="Model input", output_format="PNG")
             b.image(images.upscale(enc.recon, 160), caption="Reconstruction", output_format="PNG")
-            pct = 100.0 * float((scores.elbo < enc.elbo).mean())
             st.metric("ELBO", f"{enc.elbo:.1f} nats")
-            st.caption(
-                f"Higher than {pct:.0f}% of the dataset's images: "
-                + (
-                    "the model finds it typical."
-                    if pct >= 20
-                    else "the model finds it unusual (a lower ELBO means a worse fit)."
+            if scores is not None:
+                pct = 100.0 * float((scores.elbo < enc.elbo).mean())
+                st.caption(
+                    f"Higher than {pct:.0f}% of the dataset's images: "
+                    + (
+                        "the model finds it typical."
+                        if pct >= 20
+                        else "the model finds it unusual (a lower ELBO means a worse fit)."
+                    )
                 )
-            )
-            if st.button("Open in Explore ↗", key=f"to_explore_{i}", type="primary"):
+            else:
+                st.caption("Higher is better: the model finds the image more typical.")
+            if st.button(
+                "Open in Explore",
+                key=f"to_explore_{i}",
+                type="primary",
+                icon=":material/explore:",
+                help="Load this image's latent mean into Explore's sliders (same tab).",
+            ):
                 state.request_z(enc.mean)
                 state.set_selected_index(None)
                 st.switch_page("pages/explore.py")
         with right:
-            order = table.dim_order()
+            order = table.dim_order() if table is not None else np.arange(D)
             st.plotly_chart(
                 charts.posterior_bars(enc.mean, enc.std, dims=order[: min(len(order), 32)]),
                 key=f"posterior_{i}",
@@ -94,6 +127,8 @@ for i, (name, blob) in enumerate(files):
                 "0 with σ ≈ 1 says nothing about this image."
             )
 
+        if table is None:
+            continue
         st.markdown("**Nearest dataset images** in latent space")
         cols = st.columns(len(enc.neighbours))
         for rank, (col, pos, dist) in enumerate(
@@ -107,7 +142,7 @@ for i, (name, blob) in enumerate(files):
                 output_format="PNG",
             )
 
-if placed:
+if placed and table is not None:
     st.subheader("Where they land on the map")
     xy = np.asarray(proj.embedding, np.float32)
     color = table.labels if table.labels is not None else table.kl
@@ -121,9 +156,17 @@ if placed:
         height=480,
     ).figure
     pts = np.asarray(proj.transform(np.stack([m for _, m in placed])), np.float32)  # (M, 2)
-    maps.add_stars(fig, pts, [n for n, _ in placed])
+    # several uploads: numbered stars (names would overlap), the names in the hover and below
+    many = len(placed) > 1
+    maps.add_stars(
+        fig,
+        pts,
+        [str(k + 1) if many else n for k, (n, _) in enumerate(placed)],
+        hover=[n for n, _ in placed],
+    )
     st.plotly_chart(fig, key="encode_map", config={"displaylogo": False})
+    key_text = " · ".join(f"★{k + 1} {n}" for k, (n, _) in enumerate(placed)) + ". " if many else ""
     st.caption(
-        "Each ★ is an uploaded image, placed with the map's existing projection (nothing is "
-        f"refitted). Dots are {len(table):,} dataset images."
+        key_text + "Each ★ is an uploaded image, placed with the map's existing projection "
+        f"(nothing is refitted). Dots are {len(table):,} dataset images."
     )

@@ -15,164 +15,176 @@ MAP_KEY = "latent_map"
 
 run = models.require_run()
 live_dec = live.decoder(run)  # first: the decoder's weights reach the page while the rest runs
-ds = data.require_dataset(run)
+ds = data.try_load(run)  # None without the data: the decoder needs none, so the sliders still work
 model_key = st.session_state[state.MODEL]
 D = run.config.latent_dim
 
 st.title("Explore the latent space")
-st.caption(
-    "Every dot is one image of the dataset, placed by the centre of its latent code (the "
-    + (
-        "posterior mean), in its own 2-D latent plane. "
-        if D == 2
-        else f"posterior mean), squeezed from {D} dimensions to 2. "
+if ds is None:
+    st.caption(
+        "The map places every dataset image by its latent code, so it waits for the data. The "
+        "decoder needs none: move the sliders on the right (or draw a random z) and watch what "
+        "it draws."
     )
-    + "Click a dot to decode it, or select a "
-    "group with the lasso tool at the top right of the map. The sliders on the right set a "
-    "latent vector z directly; the decoder turns it into the image above them."
-)
-
-# --- map controls ---------------------------------------------------------------------------------
-methods = available_methods()
-if state.projection_method() not in methods:
-    state.set_projection_method("pca")
-if st.session_state.get("proj_widget") not in methods:
-    st.session_state["proj_widget"] = state.projection_method()
-c1, c2, c3 = st.columns([2, 2, 2], vertical_alignment="bottom")
-method = c1.segmented_control(
-    "Projection",
-    methods,
-    key="proj_widget",
-    format_func=lambda m: "Latent plane" if m == "pca" and D == 2 else METHOD_NAMES.get(m, m),
-    help="PCA is exact and instant; t-SNE and UMAP keep neighbours together but take a while "
-    "the first time (then they are cached on disk).",
-)
-method = method or "pca"
-state.set_projection_method(method)
-sizes = [s for s in SIZES if s < len(ds)] + [len(ds)] if len(ds) < SIZES[-1] else SIZES
-if st.session_state.get("map_n_widget") not in sizes:
-    n0 = state.map_size(len(ds))
-    st.session_state["map_n_widget"] = min(sizes, key=lambda s: abs(s - n0))
-n = c3.select_slider(
-    "Images on the map",
-    sizes,
-    key="map_n_widget",
-    help="A class-balanced sample of the dataset.",
-)
-state.set_map_size(n)
-
-try:
-    table = cache.latent_table(run, n)
-except DatasetError as e:
-    st.error(f"Could not read the dataset: {e}")
-    st.stop()
-
-color_options = (
-    (["label"] if table.labels is not None else [])
-    + [f"factor:{i}" for i in range(0 if table.factors is None else table.factors.shape[1])]
-    + ["recon", "kl"]
-)
-factor_names = ds.factor_names or []
-
-
-def color_name(opt: str) -> str:
-    if opt == "label":
-        return "label"
-    if opt.startswith("factor:"):
-        i = int(opt.removeprefix("factor:"))
-        return f"factor: {factor_names[i] if i < len(factor_names) else i}"
-    return {"recon": "reconstruction error", "kl": "KL to the prior"}[opt]
-
-
-color_by = c2.selectbox("Colour by", color_options, format_func=color_name, key="color_by")
-
-progress_slot = st.empty()
-
-
-def on_progress(frac: float, message: str) -> None:
-    progress_slot.progress(float(np.clip(frac, 0, 1)), text=message)
-
-
-try:
-    proj = cache.projection(run, table, method, progress=on_progress)
-except (ValueError, ImportError, RuntimeError) as e:
-    progress_slot.empty()
-    st.error(f"Could not compute the {METHOD_NAMES.get(method, method)} projection: {e}")
-    st.caption("Pick PCA above; it always works.")
-    st.stop()
-progress_slot.empty()
-plane = D == 2 and method == "pca"  # a 2-D latent space needs no projection: z0, z1 as they are
-if plane:
-    proj = PCAProjection.latent_plane(table.mean)
-xy = np.asarray(proj.embedding, dtype=np.float32)  # (N, 2)
-
-
-def to_map(z: np.ndarray) -> np.ndarray:
-    return np.asarray(proj.transform(np.asarray(z, np.float32).reshape(1, -1)))[0]  # (2,)
-
-
-# --- selection from the map (a callback, so it runs once per new selection) ----------------------
-def on_select() -> None:
-    event = st.session_state.get(MAP_KEY)
-    positions = st.session_state.get("_map_positions")
-    if not event or positions is None:
-        return
-    sel = event.selection
-    fig = maps.MapFigure(None, positions)  # only used to map selections back to rows
-    picked = fig.selected_rows(sel.get("points", []))
-    if sel.get("box") or sel.get("lasso"):
-        st.session_state["_lasso_rows"] = picked
-        return
-    st.session_state.pop("_lasso_rows", None)
-    if len(picked) == 1:
-        pos = picked[0]
-        state.set_selected_index(int(table.rows[pos]))
-        state.request_z(table.mean[pos])
-
-
-# --- colours --------------------------------------------------------------------------------------
-if color_by == "label":
-    color, categorical, names = table.labels, True, ds.label_names
-elif color_by.startswith("factor:"):
-    i = int(color_by.removeprefix("factor:"))
-    color, categorical = table.factors[:, i], True
-    sizes_f = ds.factor_sizes or []
-    names = [str(v) for v in range(sizes_f[i])] if i < len(sizes_f) else None
 else:
-    values = cache.elbo_scores(run, table).recon if color_by == "recon" else table.kl
-    color, categorical, names = values, False, None
+    st.caption(
+        "Every dot is one image of the dataset, placed by the centre of its latent code (the "
+        + (
+            "posterior mean), in its own 2-D latent plane. "
+            if D == 2
+            else f"posterior mean), squeezed from {D} dimensions to 2. "
+        )
+        + "Click a dot to decode it, or select a "
+        "group with the lasso tool at the top right of the map. The sliders on the right set a "
+        "latent vector z directly; the decoder turns it into the image above them."
+    )
 
-hover_labels = None
-if table.labels is not None:
-    names_all = ds.label_names or []
-    hover_labels = [names_all[y] if y < len(names_all) else str(y) for y in table.labels.tolist()]
+if ds is not None:  # the map and everything drawn from the dataset
+    # --- map controls -----------------------------------------------------------------------------
+    methods = available_methods()
+    if state.projection_method() not in methods:
+        state.set_projection_method("pca")
+    if st.session_state.get("proj_widget") not in methods:
+        st.session_state["proj_widget"] = state.projection_method()
+    c1, c2, c3 = st.columns([2, 2, 2], vertical_alignment="bottom")
+    method = c1.segmented_control(
+        "Projection",
+        methods,
+        key="proj_widget",
+        format_func=lambda m: "Latent plane" if m == "pca" and D == 2 else METHOD_NAMES.get(m, m),
+        help="PCA is exact and instant; t-SNE and UMAP keep neighbours together but take a while "
+        "the first time (then they are cached on disk).",
+    )
+    method = method or "pca"
+    state.set_projection_method(method)
+    sizes = [s for s in SIZES if s < len(ds)] + [len(ds)] if len(ds) < SIZES[-1] else SIZES
+    if st.session_state.get("map_n_widget") not in sizes:
+        n0 = state.map_size(len(ds))
+        st.session_state["map_n_widget"] = min(sizes, key=lambda s: abs(s - n0))
+    n = c3.select_slider(
+        "Images on the map",
+        sizes,
+        key="map_n_widget",
+        help="A class-balanced sample of the dataset.",
+    )
+    state.set_map_size(n)
 
-sel_row = state.selected_index()
-sel_pos = None
-if sel_row is not None and sel_row < len(ds):
-    p = int(np.searchsorted(table.rows, sel_row))
-    sel_pos = p if p < len(table.rows) and table.rows[p] == sel_row else None
-elif sel_row is not None:
-    state.set_selected_index(None)
-    sel_row = None
-lasso_rows = st.session_state.get("_lasso_rows") or []
-lasso_rows = [r for r in lasso_rows if r < len(table.rows)]
+    try:
+        table = cache.latent_table(run, n)
+    except DatasetError as e:
+        st.error(f"Could not read the dataset: {e}")
+        st.stop()
+
+    color_options = (
+        (["label"] if table.labels is not None else [])
+        + [f"factor:{i}" for i in range(0 if table.factors is None else table.factors.shape[1])]
+        + ["recon", "kl"]
+    )
+    factor_names = ds.factor_names or []
+
+    def color_name(opt: str) -> str:
+        if opt == "label":
+            return "label"
+        if opt.startswith("factor:"):
+            i = int(opt.removeprefix("factor:"))
+            return f"factor: {factor_names[i] if i < len(factor_names) else i}"
+        return {"recon": "reconstruction error", "kl": "KL to the prior"}[opt]
+
+    color_by = c2.selectbox("Colour by", color_options, format_func=color_name, key="color_by")
+
+    progress_slot = st.empty()
+
+    def on_progress(frac: float, message: str) -> None:
+        progress_slot.progress(float(np.clip(frac, 0, 1)), text=message)
+
+    try:
+        proj = cache.projection(run, table, method, progress=on_progress)
+    except (ValueError, ImportError, RuntimeError) as e:
+        progress_slot.empty()
+        st.error(f"Could not compute the {METHOD_NAMES.get(method, method)} projection: {e}")
+        st.caption("Pick PCA above; it always works.")
+        st.stop()
+    progress_slot.empty()
+    plane = D == 2 and method == "pca"  # a 2-D latent space needs no projection: z0, z1 as they are
+    if plane:
+        proj = PCAProjection.latent_plane(table.mean)
+    xy = np.asarray(proj.embedding, dtype=np.float32)  # (N, 2)
+
+    def to_map(z: np.ndarray) -> np.ndarray:
+        return np.asarray(proj.transform(np.asarray(z, np.float32).reshape(1, -1)))[0]  # (2,)
+
+    # --- selection from the map (a callback, so it runs once per new selection) -------------------
+    def on_select() -> None:
+        event = st.session_state.get(MAP_KEY)
+        positions = st.session_state.get("_map_positions")
+        if not event or positions is None:
+            return
+        sel = event.selection
+        fig = maps.MapFigure(None, positions)  # only used to map selections back to rows
+        picked = fig.selected_rows(sel.get("points", []))
+        if sel.get("box") or sel.get("lasso"):
+            st.session_state["_lasso_rows"] = picked
+            return
+        st.session_state.pop("_lasso_rows", None)
+        if len(picked) == 1:
+            pos = picked[0]
+            state.set_selected_index(int(table.rows[pos]))
+            state.request_z(table.mean[pos])
+
+    # --- colours ----------------------------------------------------------------------------------
+    if color_by == "label":
+        color, categorical, names = table.labels, True, ds.label_names
+    elif color_by.startswith("factor:"):
+        i = int(color_by.removeprefix("factor:"))
+        color, categorical = table.factors[:, i], True
+        sizes_f = ds.factor_sizes or []
+        names = [str(v) for v in range(sizes_f[i])] if i < len(sizes_f) else None
+    else:
+        values = cache.elbo_scores(run, table).recon if color_by == "recon" else table.kl
+        color, categorical, names = values, False, None
+
+    hover_labels = None
+    if table.labels is not None:
+        names_all = ds.label_names or []
+        hover_labels = [
+            names_all[y] if y < len(names_all) else str(y) for y in table.labels.tolist()
+        ]
+
+    sel_row = state.selected_index()
+    sel_pos = None
+    if sel_row is not None and sel_row < len(ds):
+        p = int(np.searchsorted(table.rows, sel_row))
+        sel_pos = p if p < len(table.rows) and table.rows[p] == sel_row else None
+    elif sel_row is not None:
+        state.set_selected_index(None)
+        sel_row = None
+    lasso_rows = st.session_state.get("_lasso_rows") or []
+    lasso_rows = [r for r in lasso_rows if r < len(table.rows)]
 
 
 left, right = st.columns([5, 4], gap="large")
 
 # --- the latent panel: decoded in the browser while the pointer moves (vae.ui.live) -------------
-grid = maps.density_grid(xy)
-limit = sliders.limit_for(table.mean)  # ±3, or wider when the data's codes lie further out
-with right:
-    if live_dec is not None and method != "pca":
-        table_id = live.table(table.mean, xy, table.rows)  # for the ★'s neighbour median
-    else:
-        table_id = None
-live_proj = live.projection_spec(proj, table_id) if live_dec is not None else None
+if ds is not None:
+    grid = maps.density_grid(xy)
+    limit = sliders.limit_for(table.mean)  # ±3, or wider when the data's codes lie further out
+    with right:
+        if live_dec is not None and method != "pca":
+            table_id = live.table(table.mean, xy, table.rows)  # for the ★'s neighbour median
+        else:
+            table_id = None
+    live_proj = live.projection_spec(proj, table_id) if live_dec is not None else None
+    kl_dims = np.asarray(table.kl_per_dim, np.float32)  # (D,)
+else:  # no data: no map, no KL per dimension (index order), no snapping to data
+    grid, limit, live_proj, kl_dims, method = None, sliders.LIMIT, None, None, "pca"
 
 
-def panel_caption(kl: np.ndarray) -> str:
+def panel_caption(kl: np.ndarray | None) -> str:
+    if kl is None:
+        return (
+            "Sliders are in index order: without the dataset the app cannot tell which "
+            "dimensions carry information."
+        )
     n_collapsed = int((kl < maps.COLLAPSED_KL).sum())
     return (
         "Sliders are ordered by how much information each dimension carries (mean KL to the "
@@ -209,9 +221,15 @@ def latent_panel() -> None:
     z = np.zeros(D, np.float32) if z is None else z
     st.subheader("Decoded z")
     show_all = D > sliders.TOP and st.toggle(f"Show all {D} dimensions", key="show_all_dims")
-    kl = np.asarray(table.kl_per_dim, np.float32)
-    order = [int(d) for d in sliders.order(kl)]  # most informative first
-    _, ex, ey = grid
+    kl = kl_dims
+    order = [int(d) for d in sliders.order(kl)] if kl is not None else list(range(D))
+    minimap = None
+    if grid is not None:
+        _, ex, ey = grid
+        minimap = {
+            "png": images.data_uri(maps.position_image(grid, None, size=160)),
+            "extent": [float(ex[0]), float(ex[-1]), float(ey[0]), float(ey[-1])],
+        }
     res = live.latent_panel(
         panel_key,
         {
@@ -220,18 +238,16 @@ def latent_panel() -> None:
             "z": [float(v) for v in z],
             "zv": st.session_state.get(zv_key, 0),
             "order": order,
-            "kl": [round(float(v), 4) for v in kl],
+            "kl": None if kl is None else [round(float(v), 4) for v in kl],
             "collapsed": maps.COLLAPSED_KL,
             "limit": limit,
             "top": sliders.TOP,
             "showAll": bool(show_all) or D <= sliders.TOP,
             "proj": live_proj,
-            "serverStar": [float(v) for v in to_map(z)],
-            "minimap": {
-                "png": images.data_uri(maps.position_image(grid, None, size=160)),
-                "extent": [float(ex[0]), float(ex[-1]), float(ey[0]), float(ey[-1])],
-            },
-            "mapKey": MAP_KEY,
+            "serverStar": None if ds is None else [float(v) for v in to_map(z)],
+            "minimap": minimap,
+            "mapKey": None if ds is None else MAP_KEY,
+            "snap": ds is not None,
             "note": ""
             if method == "pca"
             else "While you drag, the ★ is placed approximately (the median map position of the "
@@ -256,7 +272,7 @@ def latent_panel() -> None:
             key=f"pad-{model_key}",
             z=z,
             order=order,
-            label=lambda d: f"z{d} · KL {kl[d]:.2f}",
+            label=lambda d: f"z{d}" if kl is None else f"z{d} · KL {kl[d]:.2f}",
             limit=limit,
             group=model_key,
             zv=st.session_state.get(zv_key, 0),
@@ -287,6 +303,20 @@ def server_panel() -> None:
         caption="What the decoder draws for the z set by the sliders below.",
         alt="decoded z",
     )
+    if grid is not None:
+        server_minimap(map_col, z)
+    server_buttons(keys, z)
+    kl = kl_dims
+    show_all = False
+    if D > sliders.TOP:
+        show_all = st.toggle(f"Show all {D} dimensions", key="show_all_dims")
+    st.caption(panel_caption(kl))
+    with st.container(height=520 if (show_all or D > 8) else "content", border=False):
+        sliders.draw(keys, kl, show_all=show_all, limit=limit)
+    state.sync_url(z=z)
+
+
+def server_minimap(map_col, z: np.ndarray) -> None:
     with map_col:
         st.image(
             images.data_uri(maps.position_image(grid, to_map(z))),
@@ -302,6 +332,9 @@ def server_panel() -> None:
             help="The big map is not redrawn while you move sliders (that keeps them fast).",
         ):
             st.rerun()  # a full run redraws the big map with the current z
+
+
+def server_buttons(keys: list[str], z: np.ndarray) -> None:
     b1, b2, b3 = st.columns(3)
     b1.button(
         "Reset to 0",
@@ -318,24 +351,17 @@ def server_panel() -> None:
         width="stretch",
         help="Draw z from the prior N(0, I), the way a VAE generates new images.",
     )
-    b3.button(
-        "Snap to data",
-        on_click=_snap,
-        args=(keys, z),
-        width="stretch",
-        help="Jump to the latent code of the closest dataset image.",
-    )
+    if ds is not None:
+        b3.button(
+            "Snap to data",
+            on_click=_snap,
+            args=(keys, z),
+            width="stretch",
+            help="Jump to the latent code of the closest dataset image.",
+        )
     if st.session_state.get("_snapped") is not None:
         row, label = st.session_state.pop("_snapped")
         st.caption(f"Snapped to image #{row} (label {label}).")
-    kl = table.kl_per_dim
-    show_all = False
-    if D > sliders.TOP:
-        show_all = st.toggle(f"Show all {D} dimensions", key="show_all_dims")
-    st.caption(panel_caption(kl))
-    with st.container(height=520 if (show_all or D > 8) else "content", border=False):
-        sliders.draw(keys, kl, show_all=show_all, limit=limit)
-    state.sync_url(z=z)
 
 
 def _draw_prior(keys: list[str], seed: int) -> None:
@@ -358,6 +384,15 @@ with right:
 # later: the browser then paints the decoded image before it spends seconds loading Plotly and
 # drawing 10,000 WebGL points (measured: first image about 1 s sooner on a busy 2-core machine).
 # The browser decoder needs no such pause (and a click during it could be lost to the rerun).
+if ds is None:
+    with left:
+        data.missing_notice(
+            run,
+            "The decoder needs no data, so the sliders, Random z, Traverse and Interpolate "
+            "between prior samples all work now.",
+        )
+    st.stop()
+
 defer_map = live_dec is None and not st.session_state.get("_map_drawn")
 st.session_state["_map_drawn"] = True
 
@@ -413,7 +448,7 @@ with left:
         "a group; double-click to clear."
     )
 
-    # --- what is selected -----------------------------------------------------------------------
+    # --- what is selected -------------------------------------------------------------------------
     if lasso_rows:
         rows = table.rows[lasso_rows]
         st.subheader(f"{len(rows)} images selected")

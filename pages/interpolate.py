@@ -15,29 +15,40 @@ METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 MODES = {"lerp": "Straight line (lerp)", "slerp": "Great circle (slerp)"}
 SOURCES = {
     "dataset": "Dataset image",
-    "map": "Selected on the map",
+    "map": "Clicked on the map",
     "explore": "Explore's z",
     "upload": "Upload",
     "random": "Random prior sample",
 }
 
 run = models.require_run()
-ds = data.require_dataset(run)
+ds = data.try_load(run)  # None without the data: prior samples and uploads still work
 D = run.config.latent_dim
 model_key = st.session_state[state.MODEL]
 name = run.path.name
-try:
-    table = cache.latent_table(run, state.map_size(len(ds)))
-except DatasetError as e:
-    st.error(f"Could not read the dataset: {e}")
-    st.stop()
+table = None
+if ds is not None:
+    try:
+        table = cache.latent_table(run, state.map_size(len(ds)))
+    except DatasetError as e:
+        st.error(f"Could not read the dataset: {e}")
+        ds = None
+if ds is None:
+    SOURCES = {k: v for k, v in SOURCES.items() if k not in ("dataset", "map")}
+MAP_PICK = f"_interp_map_rows:{model_key}"  # {"A": row, "B": row} clicked on this page's map
 
 st.title("Interpolate between latent codes")
 st.caption(
-    "Pick two endpoints A and B, encode them to latent codes, and decode the points on the way "
-    "from one to the other. In a smooth latent space every step in between is a plausible "
-    "image. The map below shows the path the walk takes through latent space."
+    "Two ways to move between latent codes: walk from one code to another and decode every "
+    "step (Interpolation), or add and subtract codes to carry a style or a class over to "
+    "another image (Latent arithmetic)."
 )
+if ds is None:
+    data.missing_notice(
+        run,
+        "Prior samples, Explore's z and your own uploads still work as endpoints; dataset "
+        "images, the map and latent arithmetic wait for the data.",
+    )
 
 
 def default_rows() -> tuple[int, int, int]:
@@ -54,6 +65,10 @@ def default_rows() -> tuple[int, int, int]:
 
 def endpoint(tag: str, default_row: int, default_source: str) -> tuple[np.ndarray | None, str]:
     """Controls for one endpoint in the current column; returns (z or None, a description)."""
+    if default_source not in SOURCES:
+        default_source = "random"
+    if st.session_state.get(f"interp_src_{tag}") not in (None, *SOURCES):
+        del st.session_state[f"interp_src_{tag}"]
     src = st.selectbox(
         f"Endpoint {tag}",
         list(SOURCES),
@@ -74,12 +89,15 @@ def endpoint(tag: str, default_row: int, default_source: str) -> tuple[np.ndarra
         mean, _ = infer.encode(run, data.images(ds, [int(row)]))  # (1, D)
         return mean[0], f"#{row} · label {data.label_of(ds, int(row))}"
     if src == "map":
-        row = state.selected_index()
+        row = st.session_state.get(MAP_PICK, {}).get(tag)
         if row is None or row >= len(ds):
-            st.info("Click an image on Explore's map first.", icon=":material/touch_app:")
+            st.info(
+                f"Click a dot on the map below to make it endpoint {tag}.",
+                icon=":material/touch_app:",
+            )
             return None, ""
         mean, _ = infer.encode(run, data.images(ds, [row]))
-        return mean[0], f"#{row}, selected on the map"
+        return mean[0], f"#{row}, clicked on the map"
     if src == "explore":
         z = state.current_z(D)
         if z is None:
@@ -93,12 +111,13 @@ def endpoint(tag: str, default_row: int, default_source: str) -> tuple[np.ndarra
         if up is None:
             st.info("Upload a picture to use as this endpoint.", icon=":material/upload:")
             return None, ""
+        means = table.mean if table is not None else np.zeros((0, D), np.float32)  # (N, D)
         try:
-            enc = infer.encode_upload(run, open_image(up.getvalue(), up.name), table.mean, k=1)
+            enc = infer.encode_upload(run, open_image(up.getvalue(), up.name), means, k=0)
         except (ImageError, PreprocessError) as e:
             st.error(str(e), icon=":material/broken_image:")
             return None, ""
-        return enc.mean, f"your image {up.name}"
+        return enc.mean, f"your image {images.short_name(up.name)}"
     seed = st.number_input("Seed", 0, 1_000_000, 1 if tag == "A" else 2, key=f"interp_seed_{tag}")
     return infer.prior_sample(D, seed=int(seed)), f"prior sample, seed {seed}"
 
@@ -109,11 +128,34 @@ def show(z: np.ndarray, caption: str, size: int = 128) -> None:
     )
 
 
+def on_map_click() -> None:
+    """A dot clicked on this page's map becomes the endpoint set to "Clicked on the map" (A
+    first; with both set so, the clicks alternate)."""
+    event, positions = st.session_state.get("interp_map"), st.session_state.get("_interp_pos")
+    if not event or positions is None or table is None:
+        return
+    picked = maps.MapFigure(None, positions).selected_rows(event.selection.get("points", []))
+    if not picked:
+        return
+    row = int(table.rows[picked[0]])
+    tags = [t for t in "AB" if st.session_state.get(f"interp_src_{t}") == "map"]
+    if not tags:
+        return
+    picks = st.session_state.setdefault(MAP_PICK, {})
+    tag = tags[0] if len(tags) == 1 else ("B" if picks.get("_last") == "A" else "A")
+    picks[tag], picks["_last"] = row, tag
+
+
 tab_path, tab_math = st.tabs(["Interpolation", "Latent arithmetic"])
 
 # --- interpolation ------------------------------------------------------------------------------
 with tab_path:
-    row_a, _, row_b = default_rows()
+    st.caption(
+        "Pick two endpoints A and B and decode the points on the way from one to the other. In "
+        "a smooth latent space every step in between is a plausible image; the map shows the "
+        "path the walk takes through latent space."
+    )
+    row_a, _, row_b = default_rows() if ds is not None else (0, 0, 0)
     ca, cb, cs = st.columns([2, 2, 3], gap="medium")
     with ca:
         za, what_a = endpoint("A", row_a, "dataset")
@@ -137,11 +179,12 @@ with tab_path:
         )
         steps = st.slider("Steps", 3, 20, 10, key="interp_steps", persist_state="session")
         st.caption(
-            "Keyboard: Tab to a control, arrow keys to change it. A path through the middle of "
-            "the prior (lerp between far-apart codes) can pass through low-density regions "
-            "where the decoder has seen no data."
+            "A path through the middle of the prior (lerp between far-apart codes) can pass "
+            "through low-density regions where the decoder has seen no data."
         )
+        st.caption(":material/keyboard: Tab to a control, then use the arrow keys to change it.")
 
+    codes = None
     if za is None or zb is None:
         st.info("Choose both endpoints to see the path.", icon=":material/swap_horiz:")
     else:
@@ -195,41 +238,7 @@ with tab_path:
             key="interp_gif",
         )
 
-        left, right = st.columns([3, 2], gap="large")
-        method = state.projection_method()
-        with left:
-            try:
-                proj = cache.projection(run, table, method)
-                path_xy = proj.transform(codes)  # (S, 2)
-            except (ProjectionError, ValueError, ImportError) as e:
-                proj = None
-                st.error(f"Could not place the path on the {METHOD_NAMES.get(method)} map: {e}")
-            if proj is not None:
-                labelled = table.labels is not None
-                fig = maps.latent_map(
-                    proj.embedding,
-                    table.labels if labelled else table.kl,
-                    categorical=labelled,
-                    color_title="label" if labelled else "KL",
-                    category_names=ds.label_names,
-                    rows=table.rows,
-                    axis_titles=("PC 1", "PC 2") if method == "pca" else ("", ""),
-                    height=460,
-                ).figure
-                maps.add_path(fig, path_xy)
-                fig.update_layout(dragmode="pan")
-                st.plotly_chart(fig, key="interp_map", config={"displaylogo": False})
-                st.caption(
-                    f"The path on the {METHOD_NAMES.get(method, method)} map of "
-                    f"{len(table):,} dataset images"
-                    + (
-                        " (exact: PCA is a linear projection, so a straight lerp stays straight)."
-                        if method == "pca"
-                        else " (placed with the map's transform, an approximation; the "
-                        "projection method is chosen on the Explore page)."
-                    )
-                )
-        with right:
+        with st.columns([3, 2], gap="large")[1]:
             norms = {
                 m: np.linalg.norm(path_codes(za, zb, int(steps), m), axis=1)
                 for m in ("lerp", "slerp")
@@ -239,93 +248,163 @@ with tab_path:
                 key="interp_norms",
                 config={"displayModeBar": False},
             )
+            na, nb = float(norms["lerp"][0]), float(norms["lerp"][-1])
+            lo, hi = float(norms["slerp"].min()), float(norms["slerp"].max())
+            same = abs(na - nb) <= 0.02 * max(na, nb, 1e-6)
             st.caption(
                 "Length of z along both paths. Prior samples have ‖z‖ ≈ √D; a straight line "
                 "between two such codes cuts through the inside of that shell, where there is "
-                "little probability mass. slerp stays on it."
+                f"little probability mass. Here ‖A‖ = {na:.2f} and ‖B‖ = {nb:.2f}: lerp's length "
+                f"dips to {float(norms['lerp'].min()):.2f}, slerp's stays between {lo:.2f} and "
+                f"{hi:.2f}"
+                + (
+                    ", so slerp keeps to the endpoints' shell."
+                    if same
+                    else ". slerp keeps to one shell only when A and B have the same length."
+                )
             )
-            if st.button("Open the middle step in Explore ↗", key="interp_to_explore"):
+            if st.button("Open the middle step in Explore", key="interp_to_explore",
+                         icon=":material/explore:"):  # fmt: skip
                 state.request_z(codes[len(codes) // 2])
                 st.switch_page("pages/explore.py")
 
+    # The map: the path on it, and a click makes a dot an endpoint ("Clicked on the map").
+    method = state.projection_method()
+    if table is not None:
+        try:
+            proj = cache.projection(run, table, method)
+            path_xy = proj.transform(codes) if codes is not None else None  # (S, 2)
+        except (ProjectionError, ValueError, ImportError) as e:
+            proj = None
+            st.error(f"Could not place the path on the {METHOD_NAMES.get(method)} map: {e}")
+        if proj is not None:
+            labelled = table.labels is not None
+            map_fig = maps.latent_map(
+                proj.embedding,
+                table.labels if labelled else table.kl,
+                categorical=labelled,
+                color_title="label" if labelled else "KL",
+                category_names=ds.label_names,
+                rows=table.rows,
+                axis_titles=("PC 1", "PC 2") if method == "pca" else ("", ""),
+                height=460,
+            )
+            st.session_state["_interp_pos"] = map_fig.positions  # to map a click back to a row
+            fig = map_fig.figure
+            if path_xy is not None:
+                maps.add_path(fig, path_xy)
+            st.plotly_chart(
+                fig,
+                key="interp_map",
+                on_select=on_map_click,
+                selection_mode="points",
+                config={"displaylogo": False},
+            )
+            st.caption(
+                f"The {METHOD_NAMES.get(method, method)} map of {len(table):,} dataset images"
+                + (
+                    ""
+                    if path_xy is None
+                    else " with the path on it"
+                    + (
+                        " (exact: PCA is a linear projection, so a straight lerp stays straight)"
+                        if method == "pca"
+                        else " (placed with the map's transform, an approximation; the "
+                        "projection method is chosen on the Explore page)"
+                    )
+                )
+                + ". Set an endpoint to “Clicked on the map”, then click a dot to use it."
+            )
+
 # --- latent arithmetic ---------------------------------------------------------------------------
 with tab_math:
-    st.markdown("#### Analogies: A − B + C")
     st.caption(
-        "Subtract one code from another and add a third: if the difference between A and B is "
-        "a consistent *direction* in latent space (style, slant, thickness), adding it to C "
-        "carries it over. By default A and B show the same class in two styles, so the result "
-        "should be C drawn with A's style instead of B's."
+        "Codes add up: the difference between two codes is a direction, and adding it to a third "
+        "code carries a style or a class over to it."
     )
-    rows = default_rows()
-    inputs, pics = st.columns(4), st.columns(4)
-    zs = []
-    for i, (tag, row) in enumerate(zip("ABC", rows, strict=True)):
-        r = inputs[i].number_input(
-            f"{tag}: image number",
-            0,
-            len(ds) - 1,
-            min(row, len(ds) - 1),
-            key=f"arith_{tag}:{model_key}",
-        )
-        mean, _ = infer.encode(run, data.images(ds, [int(r)]))
-        zs.append(mean[0])
-        with pics[i]:
-            show(mean[0], f"{tag}: #{r} · label {data.label_of(ds, int(r))}", 112)
-    result = zs[0] - zs[1] + zs[2]
-    with pics[3]:
-        show(result, "A − B + C", 112)
-    if table.labels is not None:
-        lab, share = nearest_labels(result[None], table.mean, table.labels, k=10)
-        names = ds.label_names or []
-        guess = names[lab[0]] if lab[0] < len(names) else str(lab[0])
-        inputs[3].caption(
-            f"Result: of its 10 nearest dataset codes, {100 * share[0]:.0f}% are “{guess}”."
-        )
-
-    st.divider()
-    st.markdown("#### Attribute vectors: add “class-ness”")
-    if table.labels is None:
+    if ds is None:
         st.info(
-            "This dataset has no labels, so there are no class means to use.",
-            icon=":material/label_off:",
+            "Latent arithmetic starts from dataset images and class means, so it waits for the "
+            "data (see above).",
+            icon=":material/dataset:",
         )
     else:
-        st.latex(
-            r"z' = z + \alpha\,\big(\bar z_{\text{class}} - \bar z_{\text{all}}\big),\qquad "
-            r"\bar z_{\text{class}} = \text{mean of the codes of that class}"
-        )
-        names = ds.label_names or [str(i) for i in range(int(table.labels.max()) + 1)]
-        present = sorted({int(v) for v in np.unique(table.labels)})
-        first = int(ds.y[rows[0]]) if ds.y is not None else -1
-        want = 7 if first != 7 else (int(ds.y[rows[2]]) if ds.y is not None else 0)  # "7-ness"
-        a1, a2, a3 = st.columns([2, 2, 3], vertical_alignment="bottom")
-        base_row = a1.number_input(
-            "Start from image number", 0, len(ds) - 1, rows[0], key=f"attr_row:{model_key}"
-        )
-        cls = a2.selectbox(
-            "Add the attribute of class",
-            present,
-            index=present.index(want) if want in present else 0,
-            format_func=lambda k: names[k] if k < len(names) else str(k),
-            key=f"attr_cls:{model_key}",
-        )
-        alpha = a3.slider(
-            "α (how much)", -5.0, 5.0, 3.0, 0.1, key="attr_alpha", persist_state="session"
-        )
-        base, _ = infer.encode(run, data.images(ds, [int(base_row)]))
-        vec = attribute_vector(table.mean, table.labels, int(cls))  # (D,)
-        alphas = np.linspace(0.0, float(alpha), 7)
-        walk = base[0][None, :] + alphas[:, None] * vec[None, :]  # (7, D)
-        ticks = [f"{a:+.2f}".rstrip("0").rstrip(".") for a in alphas]
-        pic = image_grids.strip(infer.decode(run, walk), ticks, tile=80)
-        st.image(pic, output_format="PNG")
+        st.markdown("#### Analogies: A − B + C")
         st.caption(
-            f"The numbers above the pictures are α. From image #{base_row} (left, α = 0) to "
-            f"α = {alpha:+.1f} times the "
-            f"“{names[cls] if cls < len(names) else cls}” direction (right). The vector is the "
-            f"mean code of that class minus the mean code of all {len(table):,} images; its "
-            f"length is {np.linalg.norm(vec):.2f}. Negative α removes the attribute."
+            "Subtract one code from another and add a third: if the difference between A and B is "
+            "a consistent *direction* in latent space (style, slant, thickness), adding it to C "
+            "carries it over. By default A and B show the same class in two styles, so the result "
+            "should be C drawn with A's style instead of B's."
         )
+        rows = default_rows()
+        inputs, pics = st.columns(4), st.columns(4)
+        zs = []
+        for i, (tag, row) in enumerate(zip("ABC", rows, strict=True)):
+            r = inputs[i].number_input(
+                f"{tag}: image number",
+                0,
+                len(ds) - 1,
+                min(row, len(ds) - 1),
+                key=f"arith_{tag}:{model_key}",
+            )
+            mean, _ = infer.encode(run, data.images(ds, [int(r)]))
+            zs.append(mean[0])
+            with pics[i]:
+                show(mean[0], f"{tag}: #{r} · label {data.label_of(ds, int(r))}", 112)
+        result = zs[0] - zs[1] + zs[2]
+        with pics[3]:
+            show(result, "A − B + C", 112)
+        if table.labels is not None:
+            lab, share = nearest_labels(result[None], table.mean, table.labels, k=10)
+            names = ds.label_names or []
+            guess = names[lab[0]] if lab[0] < len(names) else str(lab[0])
+            inputs[3].caption(
+                f"Result: of its 10 nearest dataset codes, {100 * share[0]:.0f}% are “{guess}”."
+            )
+
+        st.divider()
+        st.markdown("#### Attribute vectors: add “class-ness”")
+        if table.labels is None:
+            st.info(
+                "This dataset has no labels, so there are no class means to use.",
+                icon=":material/label_off:",
+            )
+        else:
+            st.latex(
+                r"z' = z + \alpha\,\big(\bar z_{\text{class}} - \bar z_{\text{all}}\big),\qquad "
+                r"\bar z_{\text{class}} = \text{mean of the codes of that class}"
+            )
+            names = ds.label_names or [str(i) for i in range(int(table.labels.max()) + 1)]
+            present = sorted({int(v) for v in np.unique(table.labels)})
+            first = int(ds.y[rows[0]]) if ds.y is not None else -1
+            want = 7 if first != 7 else (int(ds.y[rows[2]]) if ds.y is not None else 0)  # "7-ness"
+            a1, a2, a3 = st.columns([2, 2, 3], vertical_alignment="bottom")
+            base_row = a1.number_input(
+                "Start from image number", 0, len(ds) - 1, rows[0], key=f"attr_row:{model_key}"
+            )
+            cls = a2.selectbox(
+                "Add the attribute of class",
+                present,
+                index=present.index(want) if want in present else 0,
+                format_func=lambda k: names[k] if k < len(names) else str(k),
+                key=f"attr_cls:{model_key}",
+            )
+            alpha = a3.slider(
+                "α (how much)", -5.0, 5.0, 3.0, 0.1, key="attr_alpha", persist_state="session"
+            )
+            base, _ = infer.encode(run, data.images(ds, [int(base_row)]))
+            vec = attribute_vector(table.mean, table.labels, int(cls))  # (D,)
+            alphas = np.linspace(0.0, float(alpha), 7)
+            walk = base[0][None, :] + alphas[:, None] * vec[None, :]  # (7, D)
+            ticks = [f"{a:+.2f}".rstrip("0").rstrip(".") for a in alphas]
+            pic = image_grids.strip(infer.decode(run, walk), ticks, tile=80)
+            st.image(pic, output_format="PNG")
+            st.caption(
+                f"The numbers above the pictures are α. From image #{base_row} (left, α = 0) to "
+                f"α = {alpha:+.1f} times the "
+                f"“{names[cls] if cls < len(names) else cls}” direction (right). The vector is the "
+                f"mean code of that class minus the mean code of all {len(table):,} images; its "
+                f"length is {np.linalg.norm(vec):.2f}. Negative α removes the attribute."
+            )
 
 state.sync_url(page=URL)

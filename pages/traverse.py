@@ -30,12 +30,12 @@ try:
     table = cache.latent_table(run, state.map_size(len(data.load(run))))
     kl = np.asarray(table.kl_per_dim, np.float32)
     order = [int(d) for d in table.dim_order()]
-except DatasetError as e:
+except DatasetError:
     kl, order = None, list(range(D))
-    st.info(
-        f"The dataset of this model is not available ({e}), so dimensions are shown in index "
-        "order, without their KL.",
-        icon=":material/folder_off:",
+    data.missing_notice(
+        run,
+        "The traversals need only the decoder, so they work now; without the data the "
+        "dimensions are in index order, without their KL.",
     )
 
 

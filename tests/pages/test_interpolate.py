@@ -40,7 +40,7 @@ def test_interpolate_endpoint_without_a_selection_explains(app):
     goto(app, "interpolate")
     app.selectbox(key="interp_src_A").set_value("map").run()
     ok(app)
-    assert any("Click an image on Explore's map" in i.value for i in app.info)
+    assert any("Click a dot on the map below to make it endpoint A" in i.value for i in app.info)
     assert any("Choose both endpoints" in i.value for i in app.info)
 
 
@@ -58,3 +58,29 @@ def test_interpolate_from_an_uploaded_photo(app):
     up.set_value(("notes.png", b"not an image", "image/png")).run()
     assert not app.exception
     assert any("not a readable image" in e.value for e in app.error)
+
+
+def test_a_click_on_this_pages_map_sets_the_endpoint(app):
+    import base64
+    import json
+
+    import numpy as np
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    from tests import live_app
+
+    goto(app, "interpolate")
+    app.selectbox(key="interp_src_A").set_value("map").run()
+    chart = next(c for c in app.get("plotly_chart") if c.key == "interp_map")
+    fig = json.loads(chart.proto.spec)
+    trace = next(i for i, t in enumerate(fig["data"]) if t.get("customdata") is not None)
+    cd = fig["data"][trace]["customdata"]  # the image row of each point, maybe base64-packed
+    if isinstance(cd, dict):
+        cd = np.frombuffer(base64.b64decode(cd["bdata"]), np.dtype(cd["dtype"]))
+    row = int(np.asarray(cd).ravel()[2])  # the trace's 3rd point
+    event = {"selection": {"points": [{"curve_number": trace, "point_index": 2}]}}
+    ws = WidgetState(id=chart.proto.id, string_value=json.dumps(event))
+    live_app._run_with(app, ws)
+    ok(app)
+    assert any(f"A: #{row}, clicked on the map" in c for i in app.get("image") for c in i.captions)
+    assert len(strip_urls(app)) == 10

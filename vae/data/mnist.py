@@ -362,10 +362,12 @@ def load_idx_dataset(
     spec, folder = spec_for(name), dataset_dir(name, data_dir)
     missing = missing_files(name, data_dir, split)
     if missing and not download:
+        have = len(ALL_FILES) - len(missing_files(name, data_dir))
         raise DatasetError(
-            f"{spec.title} is not installed: {', '.join(missing)} missing from "
-            f"{folder.resolve()}. Allow downloading (download=True), or: "
-            + manual_hint(name, folder)
+            f"{spec.title} is not installed ({have} of {len(ALL_FILES)} files in "
+            f"{folder.resolve()}; the {split} split needs {', '.join(missing)}). "
+            f"Download it (about {sum(spec.sizes.values()) >> 20} MB) with the app's Download "
+            "button, or " + manual_hint(name, folder)[0].lower() + manual_hint(name, folder)[1:]
         )
     if missing:
         download_idx(name, data_dir, progress, split=split, mirrors=mirrors, timeout=timeout)

@@ -13,7 +13,8 @@ from vae.data.mnist import ALL_FILES, SPECS, dataset_dir, download_idx, missing_
 
 
 def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """{available, where, downloadable, message}. `data_dir` as for `load_dataset`."""
+    """{available, where, downloadable, message, title, size_mb}. `data_dir` as for
+    `load_dataset`."""
     if name == "digits":
         return status(True, "bundled with scikit-learn", False, "8x8 digits, always available.")
     if name == "shapes":
@@ -22,16 +23,18 @@ def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> dict
         folder = dataset_dir(name, data_dir).resolve()
         missing = missing_files(name, data_dir)
         title = SPECS[name].title
+        size_mb = sum(SPECS[name].sizes.values()) >> 20
         if not missing:
-            return status(True, folder, True, f"{title} is installed in {folder}.")
+            return status(True, folder, True, f"{title} is installed in {folder}.", title, size_mb)
         have = len(ALL_FILES) - len(missing)
         return status(
             False,
             folder,
             True,
             f"{title} is not installed ({have} of {len(ALL_FILES)} files in {folder}). "
-            f"Download it (about {sum(SPECS[name].sizes.values()) >> 20} MB), or put "
-            f"{', '.join(missing)} there by hand.",
+            f"Download it (about {size_mb} MB), or put {', '.join(missing)} there by hand.",
+            title,
+            size_mb,
         )
     if name == "folder":
         if data_dir is None:
@@ -52,12 +55,21 @@ def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> dict
     raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
 
 
-def status(available: bool, where: str | Path, downloadable: bool, message: str) -> dict[str, Any]:
+def status(
+    available: bool,
+    where: str | Path,
+    downloadable: bool,
+    message: str,
+    title: str = "",
+    size_mb: int | None = None,
+) -> dict[str, Any]:
     return {
         "available": available,
         "where": str(where),
         "downloadable": downloadable,
         "message": message,
+        "title": title,  # e.g. "Fashion-MNIST" (downloadable datasets)
+        "size_mb": size_mb,  # the download, rounded down to MB
     }
 
 

@@ -52,14 +52,54 @@ def load(run: Run, split: str = "test") -> ImageDataset:
     return _load(str(run.path), models.stamp(run.path), split)
 
 
-def require_dataset(run: Run) -> ImageDataset:
-    """`load(run)` for a page: on failure show what to do and stop the page."""
+def try_load(run: Run) -> ImageDataset | None:
+    """`load(run)`, or None when the data is not on disk (a page then works without it)."""
     try:
         return load(run)
-    except DatasetError as e:
-        st.error(f"The dataset for this model is not available: {e}", icon=":material/dataset:")
-        st.caption("Use the download button in the sidebar if there is one, or pick another model.")
+    except DatasetError:
+        return None
+
+
+def require_dataset(run: Run, without: str = "") -> ImageDataset:
+    """`load(run)` for a page that cannot work without it: otherwise say what is missing, with
+    the download button right there, and stop the page. `without` says what still works."""
+    ds = try_load(run)
+    if ds is None:
+        missing_notice(run, without)
         st.stop()
+    return ds
+
+
+def missing_notice(run: Run, without: str = "", key: str = "main") -> None:
+    """In the page: the model's images are not on this machine, in plain words, and a download
+    button with its size when they can be fetched; `without` says what works without them."""
+    name, data_dir = dataset_name(run), data_dir_of(run)
+    try:
+        s = status(name, data_dir)
+    except DatasetError as e:
+        s = {"available": False, "downloadable": False, "message": str(e), "title": ""}
+    title = s.get("title") or name or "its dataset"
+    detail = str(s.get("message") or "")
+    if s.get("available"):  # on disk but unreadable (a torn file, say): the loader's own words
+        try:
+            load(run)
+        except DatasetError as e:
+            detail = str(e)
+    head = f"**The {title} images are not on this machine**, and this part needs them."
+    if s.get("available"):
+        head = f"**The {title} images could not be read**, and this part needs them."
+    with st.container(border=True):
+        st.markdown(f":material/dataset: {head} {without}".strip())
+        if s.get("downloadable") and not s.get("available"):
+            size = f" (about {s['size_mb']} MB)" if s.get("size_mb") else ""
+            if st.button(
+                f"Download {title}{size}",
+                key=f"dl_{key}_{name}",
+                icon=":material/download:",
+                type="primary",
+            ):
+                download_with_progress(name, data_dir, st, on_done=_load.clear)
+        st.caption(detail)
 
 
 def images(ds: ImageDataset, rows: np.ndarray | list[int]) -> np.ndarray:
@@ -98,9 +138,19 @@ def dataset_panel(run: Run) -> None:
             f":material/dataset: Dataset **{name}**: {s.get('message') or 'available'}"
         )
         return
-    st.sidebar.warning(f"Dataset **{name}** is not available. {s.get('message', '')}")
-    if s.get("downloadable") and st.sidebar.button(f"Download {name}", key=f"dl_{name}"):
+    title = s.get("title") or name
+    st.sidebar.warning(
+        f"The **{title}** images are not on this machine: the map, Encode's neighbours and the "
+        "tours wait for them.",
+        icon=":material/dataset:",
+    )
+    size = f" (about {s['size_mb']} MB)" if s.get("size_mb") else ""
+    if s.get("downloadable") and st.sidebar.button(
+        f"Download {title}{size}", key=f"dl_{name}", help=str(s.get("message") or "")
+    ):
         download_with_progress(name, data_dir, st.sidebar, on_done=_load.clear)
+    elif not s.get("downloadable"):
+        st.sidebar.caption(str(s.get("message") or ""))
 
 
 def download_with_progress(

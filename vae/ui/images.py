@@ -43,6 +43,26 @@ def upscale(
     return im.resize((max(1, round(w * s)), max(1, round(h * s))), RESAMPLE[resample])
 
 
+def letterbox(img: np.ndarray | Image.Image, size: int = 112, fill: int = 236) -> Image.Image:
+    """Fit into a `size`×`size` square on a light grey ground, aspect kept, so that a row of
+    pictures of different shapes lines up (a tall crop is no taller than the others)."""
+    im = upscale(img, size, "bilinear" if max(to_pil(img).size) > size else "nearest")
+    if im.mode not in ("L", "RGB"):
+        im = im.convert("RGB")
+    box = Image.new(im.mode, (size, size), fill if im.mode == "L" else (fill, fill, fill))
+    box.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
+    return box
+
+
+def short_name(name: str, n: int = 18) -> str:
+    """A file name shortened in the middle so a caption never wraps inside a word:
+    'photo_7_offcentre.jpg' -> 'photo_7_o…ntre.jpg'."""
+    if len(name) <= n:
+        return name
+    keep = n - 1
+    return name[: (keep + 1) // 2] + "…" + name[-(keep // 2) :]
+
+
 def png_bytes(img: np.ndarray | Image.Image) -> bytes:
     buf = io.BytesIO()
     to_pil(img).save(buf, format="PNG", compress_level=1)

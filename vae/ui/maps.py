@@ -169,9 +169,11 @@ def add_markers(fig: go.Figure, xy: np.ndarray, name: str, marker: dict, **trace
 STAR = dict(symbol="star", size=20, color=MARKER_COLOR, line=dict(color="white", width=1.5))
 
 
-def add_stars(fig: go.Figure, xy: np.ndarray, names: Sequence[str]) -> go.Figure:
+def add_stars(
+    fig: go.Figure, xy: np.ndarray, names: Sequence[str], hover: Sequence[str] | None = None
+) -> go.Figure:
     """Add labelled ★ markers (e.g. uploaded images) at `xy` (M, 2) to a map (WebGL, so they
-    are drawn above the map's WebGL dots)."""
+    are drawn above the map's WebGL dots); `hover` (default: the labels) shows on hover."""
     return add_markers(
         fig,
         xy,
@@ -179,8 +181,9 @@ def add_stars(fig: go.Figure, xy: np.ndarray, names: Sequence[str]) -> go.Figure
         STAR,
         mode="markers+text",
         text=list(names),
+        customdata=list(hover if hover is not None else names),
         textposition="top center",
-        hovertemplate="%{text}<extra></extra>",
+        hovertemplate="%{customdata}<extra></extra>",
     )
 
 

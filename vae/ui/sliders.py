@@ -73,23 +73,27 @@ def order(kl_per_dim: np.ndarray) -> np.ndarray:
 
 def draw(
     keys: Sequence[str],
-    kl_per_dim: np.ndarray,
+    kl_per_dim: np.ndarray | None,
     *,
     show_all: bool = False,
     ncols: int = 2,
     top: int = TOP,
     limit: float = LIMIT,
 ) -> list[int]:
-    """Draw the sliders (top `top` dims by KL unless `show_all`); returns the dims drawn."""
-    kl = np.asarray(kl_per_dim, dtype=np.float32)
+    """Draw the sliders (top `top` dims by KL unless `show_all`); returns the dims drawn.
+
+    Without the dataset (`kl_per_dim` None) the dimensions are in index order, without KL."""
+    known = kl_per_dim is not None
+    kl = np.asarray(kl_per_dim if known else np.ones(len(keys)), dtype=np.float32)
     dims = [int(d) for d in order(kl)]
     if not show_all:
         dims = dims[:top]
     z = state.current_z(len(keys))
     cols = st.columns(ncols, gap="medium")
     for i, d in enumerate(dims):
-        collapsed = kl[d] < COLLAPSED_KL
-        label = f"z{d} · KL {kl[d]:.2f}" + (" · collapsed" if collapsed else "")
+        collapsed = known and kl[d] < COLLAPSED_KL
+        label = f"z{d} · KL {kl[d]:.2f}" if known else f"z{d}"
+        label += " · collapsed" if collapsed else ""
         if keys[d] not in st.session_state:
             st.session_state[keys[d]] = _clip(0.0 if z is None else z[d], limit)
         cols[i % ncols].slider(
@@ -104,6 +108,8 @@ def draw(
                 f"decoder ignores it (KL < {COLLAPSED_KL:g} nats)."
                 if collapsed
                 else f"Mean KL of this dimension over the dataset: {kl[d]:.3f} nats."
+                if known
+                else f"Latent dimension {d}."
             ),
         )
     return dims

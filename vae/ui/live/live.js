@@ -229,28 +229,29 @@ function buildPanel(inst, root) {
   const d = inst.data;
   root.replaceChildren();
   const img = el("canvas", { class: "vl-img", "aria-label": "decoded z", role: "img" });
-  const mini = el("canvas", { class: "vl-mini", "aria-label": "position of z", role: "img", width: 160, height: 160 });
+  // Without the dataset (d.minimap and d.kl null) the decoder still works: no mini-map, no KL.
+  const mini = d.minimap ? el("canvas", { class: "vl-mini", "aria-label": "position of z", role: "img", width: 160, height: 160 }) : null;
   const top = el("div", { class: "vl-top" },
     el("figure", { class: "vl-fig" }, img, el("figcaption", { text: "What the decoder draws for z, live in your browser." })),
-    el("figure", { class: "vl-fig vl-minifig" }, mini, el("figcaption", { text: "★ where z lies on the map (grey: where the data is)." })));
+    ...(mini ? [el("figure", { class: "vl-fig vl-minifig" }, mini, el("figcaption", { text: "★ where z lies on the map (grey: where the data is)." }))] : []));
   const btn = (label, title, fn) => { const b = el("button", { type: "button", title, text: label }); b.addEventListener("click", fn); return b; };
   const buttons = el("div", { class: "vl-buttons" },
     btn("Reset to 0", "z = 0 is the centre of the prior N(0, I): the 'average' image.", () => setZ(inst, inst.z.map(() => 0), true)),
     btn("Random z", "Draw z from the prior N(0, I), the way a VAE generates new images.", () => setZ(inst, inst.z.map(() => clip(gauss(), d.limit)), true)),
-    btn("Snap to data", "Jump to the latent code of the closest dataset image.", () => inst.args.setTriggerValue("snap", Array.from(inst.z))));
+    ...(d.snap === false ? [] : [btn("Snap to data", "Jump to the latent code of the closest dataset image.", () => inst.args.setTriggerValue("snap", Array.from(inst.z)))]));
   const sliders = el("div", { class: "vl-sliders", role: "group", "aria-label": "latent sliders" });
   inst.inputs = {};
   const dims = d.showAll ? d.order : d.order.slice(0, d.top);
   for (const dim of dims) {
-    const kl = d.kl[dim], collapsed = kl < d.collapsed;
-    const label = `z${dim} · KL ${kl.toFixed(2)}` + (collapsed ? " · collapsed" : "");
+    const kl = d.kl ? d.kl[dim] : null, collapsed = kl !== null && kl < d.collapsed;
+    const label = kl === null ? `z${dim}` : `z${dim} · KL ${kl.toFixed(2)}` + (collapsed ? " · collapsed" : "");
     const id = `${inst.args.key}-z${dim}`;
     const input = el("input", { type: "range", id, min: -d.limit, max: d.limit, step: 0.01, "aria-label": label });
     input.value = String(inst.z[dim]);
     const out = el("output", { for: id, text: fmt(inst.z[dim]) });
     const row = el("div", { class: "vl-row" + (collapsed ? " vl-collapsed" : ""), title: collapsed
       ? "Collapsed: this dimension's posterior equals the prior for every image, so the decoder ignores it."
-      : `Mean KL of this dimension over the dataset: ${kl.toFixed(3)} nats.` },
+      : kl === null ? `Latent dimension ${dim}.` : `Mean KL of this dimension over the dataset: ${kl.toFixed(3)} nats.` },
       el("label", { for: id, text: label }), el("div", { class: "vl-line" }, input, out));
     input.addEventListener("input", () => {
       inst.inputAt = performance.now();
