@@ -5,7 +5,7 @@ import streamlit as st
 
 from vae.data import DatasetError
 from vae.projection import ProjectionError
-from vae.traversal import manifold_codes, offsets, plane_points, traversal_codes
+from vae.traversal import direction_plane_codes, manifold_codes, offsets, traversal_codes
 from vae.ui import cache, data, image_grids, images, infer, live, maps, models, sliders, state
 
 URL = "traverse-latents"
@@ -18,10 +18,9 @@ name = run.path.name
 
 st.title("Traverse the latent dimensions")
 st.caption(
-    "Each row of the grid changes **one** latent dimension of z and keeps all the others fixed. "
-    "Columns go from −span to +span prior standard deviations around the centre (framed in "
-    "orange). A row whose pictures change is a dimension the decoder uses; a row that stays the "
-    "same is a *collapsed* dimension that carries no information."
+    "Change z a little at a time around a centre and decode every step: one dimension per row, "
+    "two at once as a grid, live on a pad under your pointer, or as an animation. The Centre "
+    "below applies to every tab, the Span to all but the pad (which spans the sliders' range)."
 )
 
 # --- which dimensions matter (KL per dimension needs the dataset; the grid itself does not) -------
@@ -80,8 +79,9 @@ else:
 
 
 def tick(v: float) -> str:
-    """+0.75, -1.5, +3: short ASCII labels for the picture (no trailing zeros)."""
-    return f"{v:+.2f}".rstrip("0").rstrip(".")
+    """+0.75, -1.5, +3 and 0 for the centre: short ASCII labels (no trailing zeros)."""
+    text = f"{v:+.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("+0", "-0") else text
 
 
 tab_rows, tab_plane, tab_pad, tab_gif = st.tabs(
@@ -90,6 +90,12 @@ tab_rows, tab_plane, tab_pad, tab_gif = st.tabs(
 
 # --- one dimension per row ------------------------------------------------------------------------
 with tab_rows:
+    st.caption(
+        "Each row changes **one** latent dimension of z and keeps all the others fixed. Columns "
+        "go from −span to +span prior standard deviations around the centre (framed in orange). "
+        "A row whose pictures change is a dimension the decoder uses; a row that stays the same "
+        "is a *collapsed* dimension that carries no information."
+    )
     r1, r2, r3 = st.columns([2, 3, 2], vertical_alignment="bottom")
     steps = r1.select_slider("Columns", STEPS, value=9, key="trav_steps", persist_state="session")
     hide_collapsed = r3.toggle(
@@ -153,6 +159,10 @@ with tab_rows:
 
 # --- two dimensions: a 2-D manifold ---------------------------------------------------------------
 with tab_plane:
+    st.caption(
+        "A grid over two directions at once: two latent dimensions, or the plane of the two "
+        "principal components of the dataset's codes, through the centre."
+    )
     kinds = ["dims", "pca"] if D >= 2 else []
     plane = None
     if not kinds:
@@ -169,8 +179,8 @@ with tab_plane:
             key="trav_plane_kind",
             persist_state="session",
             format_func=lambda k: {"dims": "Two latent dimensions", "pca": "PCA plane"}[k],
-            help="The PCA plane is the flat slice of latent space that holds the most variation "
-            "of the dataset's codes; its grid is decoded through the inverse PCA.",
+            help="The PCA plane runs along the two directions in which the dataset's codes vary "
+            "most, through the centre; Span is measured in the data's spread (σ) along each.",
         )
         n_grid = p4.select_slider(
             "Grid size", [5, 7, 9, 11, 15, 21], value=11, key="trav_grid", persist_state="session"
@@ -202,16 +212,17 @@ with tab_plane:
                 proj = None
                 st.error(f"Could not fit PCA to the latent codes: {e}")
             if proj is not None:
-                lo, hi = np.percentile(proj.embedding, [1, 99], axis=0)
-                pts = plane_points(lo, hi, int(n_grid))  # (S, S, 2)
-                plane = proj.inverse_transform(pts.reshape(-1, 2))  # (S*S, D)
-                row_labels = [f"{v:+.1f}" for v in pts[:, 0, 1]]
-                cols = [f"{v:+.1f}" for v in pts[0, :, 0]]
+                g = offsets(int(n_grid), float(span))
+                sigma = np.asarray(proj.embedding, np.float64).std(0)  # (2,) spread along each PC
+                plane = direction_plane_codes(centre, proj.components, sigma, g).reshape(-1, D)
+                row_labels, cols = [tick(v) for v in g[::-1]], [tick(v) for v in g]
                 ev = proj.explained_variance_ratio
                 what = (
-                    f"x is the first principal component ({100 * ev[0]:.0f}% of the variance of "
-                    f"the dataset's codes), y the second ({100 * ev[1]:.0f}%), over the middle "
-                    "98% of the data. Every other direction is held at the dataset's mean code."
+                    f"x moves along the first principal component ({100 * ev[0]:.0f}% of the "
+                    f"variance of the dataset's codes) and y along the second "
+                    f"({100 * ev[1]:.0f}%), by −{span:g}…+{span:g} times the data's spread (σ) "
+                    f"along each, around the centre ({centre_text}). Every other direction stays "
+                    "at the centre."
                 )
     if plane is not None:
         tiles = infer.decode(run, plane)  # (S*S, C, H, W)

@@ -130,3 +130,21 @@ def test_ood_sets_match_the_input_shape():
     flipped = 1.0 - sets["inverted"]  # the chosen originals
     assert torch.allclose(torch.rot90(flipped, 1, dims=(-2, -1)), sets["rotated 90°"])
     assert list(ood_sets(torch.rand(4, 1, 16, 16), "shapes"))[-1] == "digits"
+
+
+def test_direction_plane_codes_lie_on_the_plane_through_the_centre():
+    from vae.traversal import direction_plane_codes
+
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 2)))  # two orthonormal directions in 6-D
+    u = q.T.astype(np.float32)  # (2, 6)
+    centre = rng.normal(size=6).astype(np.float32)
+    offs = np.array([-2.0, 0.0, 2.0], np.float32)
+    grid = direction_plane_codes(centre, u, [0.5, 3.0], offs)  # (3, 3, 6)
+    assert grid.shape == (3, 3, 6)
+    d = grid - centre  # (3, 3, 6) displacements
+    coords = d @ u.T  # (3, 3, 2): projections on the two directions
+    np.testing.assert_allclose(coords[1, :, 0], [-1.0, 0.0, 1.0], atol=1e-5)  # x: 0.5 per unit
+    np.testing.assert_allclose(coords[:, 1, 1], [6.0, 0.0, -6.0], atol=1e-5)  # y: top is largest
+    np.testing.assert_allclose(d - coords @ u, 0.0, atol=1e-5)  # nothing off the plane
+    np.testing.assert_allclose(grid[1, 1], centre, atol=1e-6)  # the middle tile is the centre

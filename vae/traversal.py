@@ -68,6 +68,26 @@ def manifold_codes(center: np.ndarray, dim_x: int, dim_y: int, offs: np.ndarray)
     return codes
 
 
+def direction_plane_codes(
+    center: np.ndarray, directions: np.ndarray, scales: Sequence[float], offs: np.ndarray
+) -> np.ndarray:
+    """A grid on the plane through `center` spanned by two directions (2, D), e.g. the leading
+    principal components, laid out like `manifold_codes`: (S, S, D).
+
+    Column j adds offs[j]·scales[0] along directions[0]; row i adds offs[S-1-i]·scales[1] along
+    directions[1] (larger values at the top). Every other direction stays at `center`.
+    """
+    z = _vec(center, "center")
+    u = np.asarray(directions, dtype=np.float32)
+    if u.shape != (2, z.size):
+        raise ValueError(f"need two directions of size {z.size}, got shape {u.shape}")
+    offs = np.asarray(offs, dtype=np.float32).reshape(-1)  # (S,)
+    ax = offs * np.float32(scales[0])  # (S,) along directions[0], left to right
+    ay = offs[::-1] * np.float32(scales[1])  # (S,) along directions[1], top row largest
+    grid = z[None, None, :] + ax[None, :, None] * u[0] + ay[:, None, None] * u[1]  # (S, S, D)
+    return grid.astype(np.float32)
+
+
 def plane_points(lo: Sequence[float], hi: Sequence[float], steps: int) -> np.ndarray:
     """A steps x steps grid of 2-D points over [lo, hi], y up (row 0 is hi[1]): (S, S, 2)."""
     xs = np.linspace(lo[0], hi[0], steps, dtype=np.float32)
