@@ -83,35 +83,71 @@ if tabs[0].open:
             ds = None
             data.missing_notice(run, key="ideas")
         if ds is not None:
-            row = st.columns([1, 3])[0].number_input(
+            table = cache.latent_table(run, state.map_size(len(ds)))
+            c_row, c_eps, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
+            row = c_row.number_input(
                 "Image number", 0, len(ds) - 1, 0, key=f"demo_idea_row:{model_name}"
             )
+            draws_key = f"_demo_eps:{model_name}"
+            if c_eps.button(
+                "Resample ε",
+                icon=":material/casino:",
+                key="demo_resample",
+                help="Draw new noise ε ~ N(0, I): the same μ and σ of the same image give new "
+                "codes z = μ + σ·ε, and so new decodes and a new estimate of the reconstruction "
+                "term. The KL does not change: it needs no sampling.",
+            ):
+                st.session_state[draws_key] = st.session_state.get(draws_key, 0) + 1
+            draw = int(st.session_state.get(draws_key, 0))
             x = data.images(ds, [int(row)])  # (1, C, H, W)
             mean, logvar = infer.encode(run, x)
             mean, std = mean[0], np.exp(0.5 * logvar[0])
             kl_d = 0.5 * (mean**2 + std**2 - 1 - 2 * np.log(std))  # (D,)
-            eps = np.random.default_rng(int(row)).standard_normal((8, D)).astype(np.float32)
+            rng = np.random.default_rng([int(row), draw])
+            eps = rng.standard_normal((8, D)).astype(np.float32)  # (8, D)
             zs = mean[None] + std[None] * eps  # (8, D): the reparameterization
+            ll = infer.log_likelihood(run, x[0], zs)  # (8,) log p(x|z) per code
+            recon, kl = float(ll.mean()), float(kl_d.sum())
+            m1, m2, m3 = st.columns(3)
+            m1.metric(
+                "Reconstruction E[log p(x|z)]",
+                f"{recon:.1f} nats",
+                help="The first term of the ELBO: the mean of log p(x|z) over the 8 codes z "
+                "below (a Monte Carlo estimate, so it moves a little with every ε).",
+            )
+            m2.metric(
+                "KL(q(z|x) ‖ p(z))",
+                f"{kl:.2f} nats",
+                help="The second term, exact (closed form): the price of the information the "
+                "code carries.",
+            )
+            m3.metric(
+                "ELBO(x) = reconstruction − KL",
+                f"{recon - kl:.1f} nats",
+                help="A lower bound on log p(x): higher means the model finds x more typical.",
+            )
             a, b = st.columns([1, 2], gap="large")
+            order = [int(d) for d in table.dim_order()[: min(D, 16)]]  # the dataset's KL order
             with a:
                 st.image(images.upscale(x[0], 160), caption="x", output_format="PNG")
-                st.metric("KL(q(z|x) ‖ p(z))", f"{kl_d.sum():.2f} nats")
-                st.caption(
-                    f"The largest share comes from z{int(np.argmax(kl_d))} ({kl_d.max():.2f} nats)."
-                )
+                top = int(np.argmax(kl_d))
+                st.caption(f"Of its KL, the largest share is z{top}'s ({kl_d.max():.2f} nats).")
             with b:
-                order = np.argsort(-kl_d)[: min(D, 16)]
                 st.plotly_chart(
                     charts.posterior_bars(mean, std, dims=order, height=240),
                     key="demo_posterior",
                     config={"displayModeBar": False},
                 )
-                st.caption("The encoder's answer q(z|x): mean μ (dot) ± σ per dimension.")
-                pic(infer.decode(run, zs), 8, tile=56)
                 st.caption(
-                    "Eight codes z = μ + σ·ε with different noise ε, decoded. The spread is "
-                    "what the decoder is trained on: every code near μ must still give x."
+                    "The encoder's answer q(z|x): mean μ (dot) ± σ per dimension, in the "
+                    "dataset's KL order (as on every page)."
                 )
+            pic(infer.decode(run, zs), 8, tile=64, col_labels=[f"{v:.0f}" for v in ll])
+            st.caption(
+                f"Eight codes z = μ + σ·ε with different noise ε (draw {draw + 1}), decoded; "
+                "above each, its log p(x|z) in nats. Their mean is the reconstruction term. The "
+                "spread is what the decoder is trained on: every code near μ must still give x."
+            )
 
 # --- 2. smooth latent spaces ----------------------------------------------------------------------
 if tabs[1].open:

@@ -42,3 +42,62 @@ def test_demos_smoothness_tour_names_missing_twins(model_dirs, monkeypatch, tmp_
     open_tour(at, "Smooth latent spaces")
     needs = [i.value for i in at.info if "needs the shipped model" in i.value]
     assert len(needs) == 2 and "--beta 0.0" in needs[0]
+
+
+def test_anomaly_histogram_off_scale_bars_are_in_their_groups_colours():
+    import numpy as np
+
+    from vae.ui.charts import elbo_histograms
+
+    rng = np.random.default_rng(0)
+    groups = {
+        "test set": rng.normal(-30, 3, 500),
+        "noise": np.r_[rng.normal(-2000, 50, 90), rng.normal(-40, 2, 10)],
+    }
+    fig = elbo_histograms(groups, threshold=-40.0)
+    shown = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in shown] == ["test set", "noise"]  # every colour drawn is in the legend
+    colour = {t.name: t.marker.color for t in shown}
+    for name, v in groups.items():
+        traces = [t for t in fig.data if t.legendgroup == name]
+        assert {t.marker.color for t in traces} == {colour[name]}
+        total = sum(float(np.sum(t.y)) for t in traces)
+        assert abs(total - 1.0) < 1e-9  # in-range bars plus the hatched one: the whole group
+    (hatched,) = [t for t in fig.data if t.showlegend is False]
+    assert hatched.legendgroup == "noise" and abs(hatched.y[0] - 0.9) < 1e-9  # 90 of 100 far out
+
+
+def test_the_ideas_shows_the_elbo_terms_and_resamples_eps(app, model_dirs):
+    import numpy as np
+    import torch
+
+    from vae.checkpoint import load_run
+
+    goto(app, "demos")
+    open_tour(app, "The ideas")
+    m = {x.label: float(x.value.split()[0]) for x in app.metric}
+    recon, kl, elbo = (
+        m["Reconstruction E[log p(x|z)]"],
+        m["KL(q(z|x) ‖ p(z))"],
+        m["ELBO(x) = reconstruction − KL"],
+    )
+    assert abs(elbo - (recon - kl)) < 0.11  # as shown, rounded
+    # independently: the model's own KL, and a 4000-sample estimate of the reconstruction term
+    from vae.ui import data as uidata
+
+    run = load_run(model_dirs["assets"] / "digits-mlp")
+    x = torch.from_numpy(uidata.images(uidata.load(run), [0]))  # (1, C, H, W)
+    model = run.model.eval()
+    with torch.no_grad():
+        q = model.encode(x)
+        z = q.sample(torch.Generator().manual_seed(0), n=4000)[:, 0]  # (4000, D)
+        ll = model.log_likelihood(model.decode_params(z), x)  # (4000,)
+    assert abs(kl - float(q.kl()[0])) < 0.01
+    se = float(ll.std()) / np.sqrt(8)  # the page averages 8 samples
+    assert abs(recon - float(ll.mean())) < 5 * se + 0.1
+    before = [i.value for i in app.get("image")]
+    app.button(key="demo_resample").click().run()
+    m2 = {x.label: float(x.value.split()[0]) for x in app.metric}
+    assert m2["KL(q(z|x) ‖ p(z))"] == kl  # exact: no sampling
+    assert m2["Reconstruction E[log p(x|z)]"] != recon  # new ε, new estimate
+    assert [i.value for i in app.get("image")] != before  # new decodes

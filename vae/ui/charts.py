@@ -145,8 +145,10 @@ def elbo_histograms(
 ) -> go.Figure:
     """Overlaid ELBO histograms (the first group is the test set), with a threshold line.
 
-    The x range is zoomed on the test set; anything far below it is stacked in the leftmost bin,
-    so that very unusual inputs (ELBOs in the thousands) do not squash the interesting part.
+    The x range is zoomed on the test set. What lies far below it (ELBOs in the thousands) is
+    drawn as one hatched bar per group, in the group's own colour and legend entry, side by side
+    left of the range, so it neither squashes the interesting part nor mixes into a colour that
+    the legend does not show.
     """
     ref = np.asarray(next(iter(groups.values())), np.float64)
     q_lo, q_hi = np.percentile(ref, [0.5, 100])
@@ -154,18 +156,41 @@ def elbo_histograms(
     lo = max(float(vals.min()), q_lo - 1.5 * max(q_hi - q_lo, 1e-6))
     hi = float(vals.max())
     size = max((hi - lo) / 60, 1e-6)
+    edges = lo + size * np.arange(int(np.ceil((hi - lo) / size)) + 2)  # bins of the zoomed range
     fig = go.Figure()
+    n = len(groups)
     for i, (name, v) in enumerate(groups.items()):
+        v = np.asarray(v, np.float64)
+        color = "#4c78a8" if i == 0 else PALETTE[(i + 1) % len(PALETTE)]
+        counts, _ = np.histogram(v, bins=edges)  # values below lo are not in any bin
+        share = counts / max(v.size, 1)  # shares of the whole group
         fig.add_trace(
-            go.Histogram(
-                x=np.clip(np.asarray(v, np.float64), lo + size / 2, None),
+            go.Bar(
+                x=(edges[:-1] + edges[1:]) / 2,
+                y=share,
+                width=size,
                 name=name,
-                xbins=dict(start=lo, end=hi + size, size=size),
-                histnorm="probability",
+                legendgroup=name,
                 opacity=0.85 if i == 0 else 0.55,
-                marker_color="#4c78a8" if i == 0 else PALETTE[(i + 1) % len(PALETTE)],
+                marker_color=color,
+                hovertemplate=f"{name}: %{{y:.1%}} near %{{x:.0f}} nats<extra></extra>",
             )
         )
+        below = float((v < lo).mean()) if v.size else 0.0
+        if below > 0:
+            fig.add_trace(
+                go.Bar(
+                    x=[lo - size * (n - i + 1)],
+                    y=[below],
+                    width=size,
+                    name=f"{name}: below {lo:.0f}",
+                    legendgroup=name,
+                    showlegend=False,
+                    opacity=0.85 if i == 0 else 0.55,
+                    marker=dict(color=color, pattern=dict(shape="/")),
+                    hovertemplate=f"{name}: {100 * below:.0f}% below {lo:.0f} nats<extra></extra>",
+                )
+            )
     if threshold is not None:
         fig.add_vline(
             x=threshold,
@@ -175,12 +200,12 @@ def elbo_histograms(
         )
     if vals.min() < lo:
         fig.add_annotation(
-            x=lo,
+            x=lo - size * (n + 1),
             y=1.0,
             yref="paper",
             xanchor="left",
             showarrow=False,
-            text=f"← leftmost bar: everything below {lo:.0f}",
+            text=f"hatched: below {lo:.0f} (off the scale), in each group's colour",
             font=dict(size=11, color="grey"),
         )
     return _layout(

@@ -49,6 +49,16 @@ def encode(run: Run, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
+@torch.no_grad()
+def log_likelihood(run: Run, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """log p(x|z) in nats of one image x (C, H, W) under each code of z (S, D): (S,).
+
+    The reconstruction term of the ELBO, one Monte Carlo sample per code."""
+    model = run.model
+    params = model.decode_params(_t(run, z)).float()  # (S, C, H, W)
+    return model.log_likelihood(params, _t(run, x)[None].float()).cpu().numpy()
+
+
 def reconstruct(run: Run, x: np.ndarray) -> np.ndarray:
     """Decoding of each image's posterior mean, (B, C, H, W)."""
     return run.model.reconstruct(_t(run, x)).float().cpu().numpy()
