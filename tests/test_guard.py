@@ -46,3 +46,14 @@ def test_developer_mode_shows_the_traceback(monkeypatch):
     at = AppTest.from_function(_script)
     at.run()
     assert len(at.exception) == 1 and "secret" in at.exception[0].value
+
+
+def test_upload_limits_agree_and_stay_small():
+    import tomllib
+    from pathlib import Path
+
+    from vae import archive
+
+    cfg = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["maxUploadSize"] * 1024 * 1024 == archive.MAX_ZIP_BYTES <= 50 << 20
+    assert cfg["client"]["showErrorDetails"] == "none"  # no tracebacks for visitors

@@ -34,8 +34,8 @@ from vae.checkpoint import (
 )
 from vae.record import RunDir
 
-MAX_ZIP_BYTES = 512 * 1024 * 1024  # compressed archive
-MAX_UNZIPPED_BYTES = 1024 * 1024 * 1024  # sum of the members we extract
+MAX_ZIP_BYTES = 50 * 1024 * 1024  # compressed archive: server.maxUploadSize in .streamlit/config.toml
+MAX_UNZIPPED_BYTES = 200 * 1024 * 1024  # sum of the members we extract
 MEMBERS = (CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON, METRICS_JSONL)  # a model zip
 STEPS_FILE = RunDir(".").steps_log.name
 BACKUP_MEMBERS = (*MEMBERS, STEPS_FILE, STATE_FILE, STATE_META_FILE)  # + curves, resumable state
