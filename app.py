@@ -51,6 +51,10 @@ url_path = next((u for u, p in pages.items() if p is page), "")
 wanted = state.take_url_page()
 if wanted in pages and wanted != url_path:
     st.switch_page(pages[wanted])
+elif wanted and wanted not in pages:
+    state.link_notice(
+        f"The link's page {state.quote_value(wanted)} does not exist, so Explore is shown."
+    )
 state.set_page(url_path)
 
 # --- sidebar --------------------------------------------------------------------------------------
@@ -87,4 +91,6 @@ with st.sidebar:
     )
 
 # --- the page -------------------------------------------------------------------------------------
+for notice in state.link_notices(url_path):  # a link's value that was not used, and why
+    st.warning(notice, icon=":material/link_off:")
 guard.run(page.run)

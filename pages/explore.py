@@ -171,6 +171,10 @@ if ds is not None:
     with right:
         if live_dec is not None and method != "pca":
             table_id = live.table(table.mean, xy, table.rows)  # for the ★'s neighbour median
+        state.link_notice(
+            f"Image #{sel_row} is not in this dataset (it has {len(ds):,} images), so nothing is "
+            "selected."
+        )
         else:
             table_id = None
     live_proj = live.projection_spec(proj, table_id) if live_dec is not None else None

@@ -268,8 +268,11 @@ def picker() -> ModelEntry | None:
     state.apply_pending_model()
     wanted = st.session_state.get(state.MODEL)
     if wanted not in keys:
-        if wanted:
-            st.sidebar.warning(f"Model {wanted!r} is not available; showing the default one.")
+        if wanted:  # a link's (or a removed run's) model: said until the user leaves the page
+            state.link_notice(
+                f"Model {state.quote_value(wanted)} is not available here, so the default model is "
+                "shown. Pick one in the sidebar."
+            )
         default = default_entry(entries)
         st.session_state[state.MODEL] = default.key if default else keys[0]
     by_key = {e.key: e for e in entries}

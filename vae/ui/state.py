@@ -27,16 +27,35 @@ _Z = "_current_z"
 _INIT = "_url_loaded"
 _URL_PAGE = "_url_page"
 _PAGE = "_page"
+_NOTICES = "_link_notices"  # {"page": url path or None, "items": [messages]}
+_Z_FROM_URL = "_z_from_url"
 
 QP_KEYS = ("model", "page", "idx", "z", "proj")
+PROJECTIONS = ("pca", "tsne", "umap")
+MAX_Z_VALUES = 4096  # a longer z in a link is refused before parsing
 
 
 def encode_z(z: np.ndarray) -> str:
     return ",".join(f"{v:.2f}" for v in np.asarray(z, dtype=np.float64).ravel())
 
 
+def z_problem(text: str) -> str | None:
+    """Why a link's z cannot be used, in words (None when it can)."""
+    if text.count(",") >= MAX_Z_VALUES:
+        return f"it has more than {MAX_Z_VALUES:,} values"
+    try:
+        z = np.array([float(v) for v in text.split(",")], dtype=np.float64)
+    except (ValueError, AttributeError):
+        return "it is not a comma-separated list of numbers"
+    if z.size == 0 or not np.isfinite(z).all() or np.abs(z).max() > 1e6:
+        return "it holds a value that is not a finite number of a sensible size"
+    return None
+
+
 def decode_z(text: str, dim: int | None = None) -> np.ndarray | None:
     """Parse "0.1,-1.2,..."; None when malformed, non-finite or of the wrong length."""
+    if not isinstance(text, str) or z_problem(text) is not None:
+        return None
     try:
         z = np.array([float(v) for v in text.split(",")], dtype=np.float32)
     except (ValueError, AttributeError):
@@ -56,16 +75,58 @@ def init() -> None:
     ss[_URL_PAGE] = qp.get("page")
     if qp.get("model"):
         ss[_PENDING_MODEL] = qp["model"]
-    if qp.get("proj"):
-        ss[PROJ] = qp["proj"]
+    proj = qp.get("proj")
+    if proj in PROJECTIONS:
+        ss[PROJ] = proj
+    elif proj:
+        link_notice(
+            f"The link's projection {quote_value(proj)} was ignored: it is not one of PCA (pca), "
+            "t-SNE (tsne) or UMAP (umap)."
+        )
     idx = qp.get("idx")
-    if idx is not None and idx.isdigit():
+    if idx is not None and idx.isdigit() and len(idx) <= 9:
         ss[IDX] = int(idx)
+    elif idx:
+        link_notice(
+            f"The link's image number {quote_value(idx)} was ignored: it is not a whole number."
+        )
     if qp.get("z"):
-        z = decode_z(qp["z"])
+        problem = z_problem(qp["z"])
+        z = None if problem else decode_z(qp["z"])
         if z is not None:
             ss[_PENDING_Z] = z
             ss[_Z] = z
+            ss[_Z_FROM_URL] = True
+        else:
+            link_notice(f"The link's latent vector z was ignored: {problem or 'it is malformed'}.")
+
+
+def quote_value(text: str, n: int = 40) -> str:
+    """A value from the URL, quoted and cut short for a message."""
+    text = str(text)
+    return repr(text if len(text) <= n else text[:n] + "…")
+
+
+# --- notices about a link's values (kept until the user leaves the page the link opened) --------
+def link_notice(message: str) -> None:
+    """Tell the user that a value of the link they opened was not used, and why."""
+    notes = st.session_state.setdefault(_NOTICES, {"page": None, "items": []})
+    if message not in notes["items"]:
+        notes["items"].append(message)
+
+
+def link_notices(page: str) -> list[str]:
+    """The notices to show on `page`: they stay through reruns of the page the link opened
+    (Explore reruns itself once to draw its map), and go once the user opens another page."""
+    notes = st.session_state.get(_NOTICES)
+    if not notes:
+        return []
+    if notes["page"] is None:
+        notes["page"] = page
+    elif notes["page"] != page:
+        st.session_state.pop(_NOTICES, None)
+        return []
+    return list(notes["items"])
 
 
 def set_page(url_path: str) -> None:
@@ -102,6 +163,11 @@ def request_z(z: np.ndarray) -> None:
 def pop_z(dim: int) -> np.ndarray | None:
     """Take the pending z if it fits a `dim`-dimensional model."""
     z = st.session_state.pop(_PENDING_Z, None)
+    if st.session_state.pop(_Z_FROM_URL, False) and z is not None and z.size != dim:
+        link_notice(
+            f"The link's latent vector z was ignored: it has {z.size} values, and this model "
+            f"has {dim} latent dimensions."
+        )
     return z if z is not None and z.size == dim else None
 
 
