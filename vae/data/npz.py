@@ -7,6 +7,7 @@ it can never run code; object arrays are refused.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -17,11 +18,46 @@ import torch
 from vae.data import DatasetError, ImageDataset, guess_ink, looks_binary, seeded_split, subset
 
 MIN_SIZE, MAX_SIZE = 8, 64
+MAX_ARRAY_BYTES = 1 << 30  # the arrays' total size in memory, as their headers declare it
 
 
-def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of the archive, loaded without pickles."""
+def declared_bytes(path: Path) -> int:
+    """What the archive's arrays would take in memory, from their `.npy` headers alone.
+
+    Read before anything is inflated: a 2 MB file of zeros can declare 9 GB. Raises
+    DatasetError for a member that is not an array or whose header promises more data than
+    the member holds."""
+    fmt, total = np.lib.format, 0
+    with zipfile.ZipFile(path) as z:
+        for m in z.infolist():
+            if not m.filename.endswith(".npy"):
+                raise DatasetError(f"{path}: {m.filename!r} is not an array (.npy) member")
+            with z.open(m) as f:
+                version = fmt.read_magic(f)
+                read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+                if version not in read:
+                    raise DatasetError(f"{path}: {m.filename!r} has an unknown .npy version")
+                shape, _, dtype = read[version](f)
+            nbytes = math.prod(shape) * dtype.itemsize
+            if not dtype.hasobject and nbytes > m.file_size:
+                raise DatasetError(
+                    f"{path}: {m.filename!r} declares {nbytes:,} bytes but holds {m.file_size:,}"
+                )
+            total += nbytes
+    return total
+
+
+def read_arrays(path: Path, max_bytes: int = MAX_ARRAY_BYTES) -> dict[str, np.ndarray]:
+    """All arrays of the archive, loaded without pickles, and only when their declared size
+    fits `max_bytes`."""
     try:
+        if zipfile.is_zipfile(path):
+            need = declared_bytes(path)
+            if need > max_bytes:
+                raise DatasetError(
+                    f"{path}: its arrays would take {need / 2**20:,.0f} MB in memory; the limit "
+                    f"is {max_bytes / 2**20:,.0f} MB. Use fewer or smaller images."
+                )
         npz = np.load(path, allow_pickle=False)
         if not isinstance(npz, np.lib.npyio.NpzFile):
             raise DatasetError(f"{path} holds a single array; save it with np.savez(path, x=x)")
@@ -36,8 +72,10 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
                 "because loading them could run code. Save plain numeric arrays instead."
             ) from None
         raise DatasetError(f"{path} is not a readable .npz file ({e})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise DatasetError(f"{path} is not a readable .npz file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - zlib, CRC, header or unicode errors: all bad files
+        raise DatasetError(
+            f"{path} is not a readable .npz file ({type(e).__name__}: {e})"
+        ) from None
 
 
 def images_from(x: np.ndarray, path: Path) -> torch.Tensor:
