@@ -79,6 +79,24 @@ def test_config_json_refuses_config_flags_but_takes_run_flags(tmp_path):
     assert out == tmp_path / "run" and not resume
 
 
+def test_preview_interval_is_a_run_flag(tmp_path, capsys):
+    path = tmp_path / "job.json"
+    write_config_json(path, ModelConfig(image_shape=(1, 8, 8), hidden=(16,)), cfg(epochs=1),
+                      tmp_path / "run")  # fmt: skip
+    assert parse("--config-json", str(path), "--preview-every-s", "2")[1] == cfg(epochs=1)
+    assert build_parser().parse_args([]).preview_every_s == 5.0  # the app's jobs get previews
+    for bad in ("-1", "nan"):
+        assert main(["--config-json", str(path), "--preview-every-s", bad]) == 2
+        assert "--preview-every-s must be 0 (no previews) or more" in capsys.readouterr().err
+    assert main(["--config-json", str(path), "--no-progress", "--max-steps", "3",
+                 "--preview-every-s", "1e-9"]) == 0  # fmt: skip
+    preview = load_run(tmp_path / "run", weights="preview.safetensors")
+    assert preview.weights_meta["step"] == "3"
+    assert main(["--resume", str(tmp_path / "run"), "--no-progress", "--max-steps", "4",
+                 "--preview-every-s", "0"]) == 0  # fmt: skip
+    assert not (tmp_path / "run" / "preview.safetensors").exists()
+
+
 @pytest.mark.parametrize(
     "text, match",
     [

@@ -10,12 +10,12 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from vae.config import ConfigError, ModelConfig, TrainConfig
@@ -27,6 +27,7 @@ FORMAT_VERSION = 1
 _FILES = RunDir(".")  # the file names of a run folder have one home: vae.record.RunDir
 CONFIG_FILE = _FILES.config.name
 WEIGHTS_FILE = _FILES.weights.name
+PREVIEW_FILE = _FILES.preview.name
 STATE_FILE = _FILES.state.name
 STATE_META_FILE = _FILES.state_meta.name
 METRICS_JSONL = _FILES.epochs_log.name
@@ -118,6 +119,18 @@ def save_model(
     return run_dir
 
 
+def save_preview(run_dir: str | os.PathLike, model: VAE, *, step: int, epoch: int) -> bool:
+    """The weights of a recent training step as `preview.safetensors`, with the step and epoch
+    in its metadata: what the live view draws between checkpoints (nothing resumes from it).
+    Skipped, returning False, when a weight is NaN/Inf."""
+    state = {k: v.detach().float().cpu() for k, v in unwrap(model).state_dict().items()}
+    if not all(torch.isfinite(v).all() for v in state.values()):
+        return False
+    meta = {"format_version": str(FORMAT_VERSION), "step": str(step), "epoch": str(epoch)}
+    atomic_save_tensors(Path(run_dir) / PREVIEW_FILE, state, meta)
+    return True
+
+
 def _now() -> str:
     import datetime as dt
 
@@ -127,11 +140,13 @@ def _now() -> str:
 # --- loading --------------------------------------------------------------------------------------
 @dataclass
 class Run:
-    """A loaded run: the model (eval mode) and its `config.json` contents."""
+    """A loaded run: the model (eval mode), its `config.json` contents and the metadata of the
+    weights file it was loaded from (a preview's "step" and "epoch")."""
 
     path: Path
     model: VAE
     meta: dict[str, Any]
+    weights_meta: dict[str, str] = field(default_factory=dict)
 
     @property
     def config(self) -> ModelConfig:
@@ -189,8 +204,11 @@ def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> Run:
-    """Load a run folder safely. Raises `CheckpointError` with a plain explanation."""
+def load_run(
+    run_dir: str | os.PathLike, device: str | torch.device = "cpu", *, weights: str = WEIGHTS_FILE
+) -> Run:
+    """Load a run folder safely. Raises `CheckpointError` with a plain explanation. `weights`
+    names the weights file in it (PREVIEW_FILE: a training preview's weights)."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise CheckpointError(f"{run_dir} does not exist")
@@ -199,13 +217,15 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
         raise CheckpointError(f"{run_dir} is a file; a checkpoint is a folder with {CONFIG_FILE}")
     meta = read_config(run_dir)
     cfg = ModelConfig.from_dict(meta["model"])
-    weights = run_dir / WEIGHTS_FILE
+    name, weights = weights, run_dir / weights
     if not weights.exists():
-        raise CheckpointError(f"{run_dir} has no {WEIGHTS_FILE}")
+        raise CheckpointError(f"{run_dir} has no {name}")
     if weights.stat().st_size > MAX_WEIGHTS_BYTES:
         raise CheckpointError(f"{weights} is larger than {MAX_WEIGHTS_BYTES >> 30} GiB")
-    try:
-        state = load_file(weights, device="cpu")
+    try:  # tensors and metadata from one open file, even if it is replaced meanwhile
+        with safe_open(weights, framework="pt", device="cpu") as f:
+            weights_meta = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{weights} is not a valid safetensors file: {e}") from None
     model = VAE(cfg)
@@ -227,7 +247,7 @@ def load_run(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> 
             raise CheckpointError(f"{weights}: tensor {k} holds NaN/Inf or non-float values")
     model.load_state_dict(state)
     model.to(device).eval()
-    return Run(path=run_dir, model=model, meta=meta)
+    return Run(path=run_dir, model=model, meta=meta, weights_meta=weights_meta)
 
 
 def weights_hash(run_dir: str | os.PathLike) -> str:

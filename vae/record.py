@@ -32,6 +32,7 @@ class RunDir:
 
     config = property(lambda self: self.path / "config.json")
     weights = property(lambda self: self.path / "model.safetensors")
+    preview = property(lambda self: self.path / "preview.safetensors")  # a recent step's weights
     metrics = property(lambda self: self.path / "metrics.json")
     epochs_log = property(lambda self: self.path / "metrics.jsonl")
     steps_log = property(lambda self: self.path / "steps.jsonl")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import time
 import zipfile
@@ -12,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from vae import jobs
-from vae.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from vae.checkpoint import CONFIG_FILE, PREVIEW_FILE, WEIGHTS_FILE, load_run, save_preview
 from vae.ui import models, training
 
 pytestmark = pytest.mark.timeout(180)
@@ -198,6 +199,22 @@ def test_preview_waits_for_the_first_checkpoint_and_survives_torn_reads(dirs):
         assert img.value[0].startswith("data:image/png;base64,")  # no media file to go stale
     (run / WEIGHTS_FILE).write_bytes(weights[:100])  # the next checkpoint, torn: keep the last
     assert preview_state(at.run()) == ([], 2, True)
+    assert not any("at step" in m.value for m in at.main.markdown)
+    # the trainer's preview, newer than the checkpoint, is drawn and says its step
+    save_preview(run, load_run(src).model, step=1234, epoch=0)
+    newer = (run / WEIGHTS_FILE).stat().st_mtime_ns + 10**9
+    os.utime(run / PREVIEW_FILE, ns=(newer, newer))
+    assert preview_state(at.run()) == ([], 2, True)
+    heads = [m.value for m in at.main.markdown if "at step 1,234" in m.value]
+    assert heads == [
+        "**Samples** from the prior, at step 1,234",
+        "**Reconstructions**, at step 1,234",
+    ]
+    blob = (run / PREVIEW_FILE).read_bytes()
+    (run / PREVIEW_FILE).write_bytes(blob[: len(blob) // 2])  # a torn preview: keep the last
+    os.utime(run / PREVIEW_FILE, ns=(newer + 1, newer + 1))
+    assert preview_state(at.run()) == ([], 2, True)
+    assert sum("at step 1,234" in m.value for m in at.main.markdown) == 2
 
 
 def test_curves_have_a_legend_for_train_and_test():

@@ -13,6 +13,7 @@ seeded by (seed, rank, step), so a run stopped and resumed at any step matches a
     stopping.py  graceful stop (SIGTERM, STOP file) and the NaN/Inf stop (TrainingError)
     seeding.py   the generators of a step (seed, rank, step) and of an epoch's order
     status.py    status.json and steps.jsonl, for the app to watch
+    preview.py   PreviewSchedule: preview.safetensors every N steps, N chosen by time
     cli.py       `python -m vae.train`: flags or --config-json, then train()
 """
 

@@ -30,12 +30,14 @@ from vae.cliutil import BINARIZE, add_data_arguments, add_model_arguments, model
 from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.data import DatasetError, load_dataset
 from vae.train.loop import train
+from vae.train.preview import PREVIEW_EVERY_S
 from vae.train.stopping import TrainingError
 
 DESCRIPTION = (
     "Train a VAE: a plain loop over in-memory data, with callbacks, safe checkpoints and resume."
 )
-RUN_FLAGS = ("threads", "log_every", "max_steps", "no_progress")  # how to run, not what to train
+# how to run, not what to train
+RUN_FLAGS = ("threads", "log_every", "max_steps", "no_progress", "preview_every_s")
 JSON_FLAGS = ("config_json", "device", *RUN_FLAGS)  # what may go with --config-json
 
 
@@ -66,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument(
+        "--preview-every-s",
+        type=float,
+        default=PREVIEW_EVERY_S,
+        metavar="S",
+        help="write preview.safetensors, the weights the app's live view draws, about every S "
+        "seconds of training (0: never)",
+    )
     p.add_argument("--resume", metavar="RUN", help="continue a run from its train_state")
     p.add_argument("--out", metavar="RUN", help="run folder to write")
     p.add_argument(
@@ -222,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     command = "python -m vae.train " + shlex.join(argv)
     try:
+        if not args.preview_every_s >= 0:  # NaN too
+            raise TrainingError("--preview-every-s must be 0 (no previews) or more seconds")
         model_cfg, cfg, out, resume = configs_from_args(args, argv)
         if resume:  # keep the command that made the run, and say how it was continued
             command = read_config(out).get("command", "") + " ; then: " + command
@@ -234,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             log_every=args.log_every,
             progress_bar=not args.no_progress,
             max_steps=args.max_steps,
+            preview_every_s=args.preview_every_s,
         )
     except (TrainingError, DatasetError, ConfigError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

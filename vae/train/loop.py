@@ -2,6 +2,7 @@
 
     for each epoch:  permute the images (seeded by epoch), take this rank's share
         for each step:   slice a batch, binarize it, minimise -ELBO (or -IWAE), log every k steps
+        every few s:     preview.safetensors, the weights the live view draws (every N steps)
         at the end:      test ELBO, a metrics.jsonl line, a checkpoint to load or resume from
 
 Every step's noise comes from `step_generator(seed, rank, step)`, and the loss sums, position
@@ -24,11 +25,12 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from vae.checkpoint import append_jsonl, atomic_write_json
+from vae.checkpoint import append_jsonl, atomic_write_json, save_preview
 from vae.config import ModelConfig, TrainConfig
 from vae.model import VAE
 from vae.objectives import ELBOTerms, dynamic_binarize, elbo, iwae_objective
 from vae.record import RunDir
+from vae.train.preview import PreviewSchedule
 from vae.train.seeding import epoch_permutation, step_generator
 from vae.train.setup import Setup, save_checkpoint, setup
 from vae.train.status import StatusWriter, StepInfo, append_step, open_run_dir
@@ -71,8 +73,12 @@ def train(
     log_every: int = 20,
     progress_bar: bool = True,
     max_steps: int | None = None,
+    preview_every_s: float = 0.0,
 ) -> TrainResult:
-    """Train (or resume) a run in `run_dir`. Works alone or under torchrun (DDP)."""
+    """Train (or resume) a run in `run_dir`. Works alone or under torchrun (DDP).
+
+    `preview_every_s` > 0: rank 0 writes preview.safetensors about that often (every N steps,
+    N chosen by the step time), for the live view; it changes nothing about the training."""
     run_dir = Path(run_dir)
     s = setup(model_cfg, cfg, run_dir, resume=resume, max_steps=max_steps)
     step, epoch, batch = s.step, s.epoch, s.batch_in_epoch  # where this process starts
@@ -82,6 +88,7 @@ def train(
         stop.install()
     status = StatusWriter(run_dir, s.is_main, cfg.epochs, s.total_steps)
     sums = RunningSums(s.device, s.epoch_acc, log_every)  # this epoch's sums (resumed mid-epoch)
+    previews = PreviewSchedule(preview_every_s if s.is_main else 0.0, step)
 
     def checkpoint(wall_s: float) -> None:  # the weights of `step`, and where to resume from
         save_checkpoint(s, run_dir, command, step=step, epoch=epoch, batch_in_epoch=batch,
@@ -114,6 +121,8 @@ def train(
                 samples += xb.shape[0] * s.world
                 sums.add(terms, xb.shape[0], step)  # no .item(): the step does not wait
                 bar.update(1)
+                if previews.due(step):  # rank 0 only; reads the clock, no RNG
+                    save_preview(run_dir, s.model, step=step, epoch=epoch)
                 log_step = step % log_every == 0 or step == s.total_steps
                 if log_step or sums.full():
                     sums.flush(epoch, run_dir, cfg.lr)  # raises at a NaN/Inf loss
@@ -147,6 +156,7 @@ def train(
             checkpoint(run_wall_s())
             if on_epoch and s.is_main:
                 on_epoch(EpochInfo(epoch, step, record))
+            previews.restart(step)  # the evaluation and checkpoint are not step time
         if state == "stopped":
             checkpoint(run_wall_s())
         metrics = _run_metrics(
@@ -157,9 +167,11 @@ def train(
             status.write(state, epoch, step, eta_s=0.0)
         return TrainResult(run_dir, state, step, epoch, metrics)
     except TrainingError as e:
+        _drop_preview(s, run_dir)
         status.write("failed", epoch, step, eta_s=None, message=str(e))
         raise
     except BaseException as e:
+        _drop_preview(s, run_dir)
         status.write("failed", epoch, step, eta_s=None, message=f"{type(e).__name__}: {e}")
         raise
     finally:
@@ -214,6 +226,12 @@ def evaluate_split(
     out: dict[str, Any] = {k: v / n for k, v in tot.items()}
     out["kl_per_dim"] = (kl_d / n).tolist()
     return out
+
+
+def _drop_preview(s: Setup, run_dir: Path) -> None:
+    """A failed run shows its last good checkpoint, which is what it can resume from."""
+    if s.is_main:
+        RunDir(run_dir).preview.unlink(missing_ok=True)
 
 
 def _progress_bar(s: Setup, epoch: int, batch: int, enabled: bool) -> tqdm:

@@ -3,6 +3,7 @@
     status.json   state, epoch, step, ETA and pid, rewritten atomically (StatusWriter)
     steps.jsonl   one StepInfo line every `log_every` steps
     STOP          written by the app (`vae.jobs.stop`): finish the step, save, exit
+    preview.safetensors  the weights every few seconds, for the live view (`train/preview.py`)
     log.txt       the trainer's stdout and stderr, captured by `vae.jobs`
 
 The file-name constants stay for `from vae.train import STATUS_FILE` and friends.
@@ -39,13 +40,15 @@ class StepInfo:
 
 
 def open_run_dir(run_dir: Path, resume: bool) -> None:
-    """Make the folder; a fresh run drops the logs of an earlier one; an old STOP is removed."""
+    """Make the folder; a fresh run drops the logs of an earlier one; an old STOP is removed, and
+    an old preview (the weights of a process that is gone, maybe past the checkpoint)."""
     rd = RunDir(run_dir)
     rd.path.mkdir(parents=True, exist_ok=True)
     if not resume:
         for f in (rd.epochs_log, rd.steps_log):
             f.unlink(missing_ok=True)
     rd.stop.unlink(missing_ok=True)
+    rd.preview.unlink(missing_ok=True)
 
 
 def append_step(run_dir: Path, info: StepInfo) -> None:

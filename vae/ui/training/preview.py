@@ -1,10 +1,12 @@
 """The live view's checkpoint preview: prior samples, reconstructions and the latent map.
 
-    show_preview(run_dir, epoch)   # three columns, redrawn when the run's checkpoint changes
+    show_preview(run_dir, epoch)   # three columns, redrawn when the run's weights change
 
-Until a run has its first checkpoint (model.safetensors and config.json) each column says it is
-waiting for it. A checkpoint that cannot be read (being replaced, or torn) never breaks the
-view: the last preview drawn for the run stays, or the placeholder does. The model calls go
+The weights drawn are the newer of the checkpoint (model.safetensors, once per epoch) and the
+trainer's preview (preview.safetensors, every few seconds, `vae.train.preview`). Until a run has
+its first checkpoint (model.safetensors and config.json) each column says it is waiting for it.
+Weights that cannot be read (being replaced, or torn) never break the view: the last preview
+drawn for the run stays, or the placeholder does. The model calls go
 through `vae.ui.infer` (numpy in and out); images are sent as data URIs, so a redraw never
 points the browser at a media file that is gone.
 """
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from vae.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_run
+from vae.checkpoint import CONFIG_FILE, PREVIEW_FILE, WEIGHTS_FILE, load_run
 from vae.data import DatasetError
 from vae.ui import image_grids, images, infer, maps
 
@@ -35,6 +37,7 @@ class Preview:
     labels: np.ndarray | None
     label_names: list[str]
     axes: tuple[str, str]
+    step: int | None = None  # the training step of a preview file; None for the checkpoint
 
 
 # --- computing it (cached per checkpoint) ---------------------------------------------------------
@@ -53,35 +56,48 @@ def _latent_xy(mean: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
     return PCA(2, random_state=0).fit_transform(mean), ("PC 1", "PC 2")
 
 
+def _step(meta: dict[str, str]) -> int | None:
+    try:
+        return int(meta["step"])
+    except (KeyError, ValueError):
+        return None
+
+
 @st.cache_data(show_spinner=False, max_entries=12)
-def preview(path: str, stamp: tuple[int, int]) -> Preview:
-    """Samples, reconstructions and the latent map of the checkpoint in `path`, whose weights
-    file has `stamp` (mtime, size): hashed, so each new checkpoint gets a fresh entry."""
-    run = load_run(path)
+def preview(path: str, stamp: tuple[str, int, int]) -> Preview:
+    """Samples, reconstructions and the latent map of the run in `path`, drawn from the weights
+    file of `stamp` (name, mtime, size): hashed, so each new file gets a fresh entry."""
+    run = load_run(path, weights=stamp[0])
+    step = _step(run.weights_meta) if stamp[0] == PREVIEW_FILE else None
     samples_img = image_grids.tiles(list(infer.prior_images(run, 16, seed=0)), ncol=4)
     train = run.train
     try:
         test_set = _test_images(train.dataset, train.data_dir, train.image_size)
     except DatasetError:
-        return Preview(samples_img, None, None, None, [], ("", ""))
+        return Preview(samples_img, None, None, None, [], ("", ""), step)
     x = test_set.x  # (N, C, H, W)
     rec = infer.reconstruct(run, x[:8])  # (8, C, H, W)
     mean, _ = infer.encode(run, x)  # (N, D)
     recon_img = image_grids.tiles([*x[:4], *rec[:4], *x[4:8], *rec[4:]], ncol=4)  # image over recon
     xy, axes = _latent_xy(mean)
     return Preview(samples_img, recon_img, xy.astype(np.float32), test_set.y,
-                   test_set.label_names, axes)  # fmt: skip
+                   test_set.label_names, axes, step)  # fmt: skip
 
 
-def weights_stamp(run_dir: Path) -> tuple[int, int] | None:
-    """(mtime, size) of the run's weights, or None before its first checkpoint is complete."""
-    try:
-        s = (run_dir / WEIGHTS_FILE).stat()
-    except OSError:
+def weights_stamp(run_dir: Path) -> tuple[str, int, int] | None:
+    """(file name, mtime, size) of the newer of the run's checkpoint and preview weights (the
+    checkpoint on a tie), or None before its first checkpoint is complete."""
+    found = []
+    for rank, name in enumerate((PREVIEW_FILE, WEIGHTS_FILE)):
+        try:
+            s = (run_dir / name).stat()
+        except OSError:
+            continue
+        found.append((s.st_mtime_ns, rank, name, s.st_size))
+    if not found or not (run_dir / CONFIG_FILE).is_file():  # weights first, then the config
         return None
-    if not (run_dir / CONFIG_FILE).is_file():  # the weights are written first, then the config
-        return None
-    return s.st_mtime_ns, s.st_size
+    mtime, _, name, size = max(found)
+    return name, mtime, size
 
 
 def current_preview(run_dir: Path) -> tuple[Preview | None, str]:
@@ -105,10 +121,19 @@ def _image(img: Any, alt: str) -> None:
     st.image(images.data_uri(images.upscale(img, 360)), width="stretch", alt=alt)
 
 
+def _when(p: Preview | None, epoch: int) -> str:
+    """When the weights drawn are from: ", at step 1,234" (a preview), ", after epoch 3"."""
+    if p is None:
+        return ""
+    if p.step is not None:
+        return f", at step {p.step:,}"
+    return f", after epoch {epoch}" if epoch else ", at initialisation"
+
+
 def show_preview(run_dir: Path, epoch: int) -> None:
-    """Samples, reconstructions and the latent map of the run's current checkpoint."""
+    """Samples, reconstructions and the latent map of the run's newest weights."""
     p, why = current_preview(run_dir)
-    when = "" if p is None else f", after epoch {epoch}" if epoch else ", at initialisation"
+    when = _when(p, epoch)
     a, b, c = st.columns([1, 1, 1.2], gap="medium")
     with a:
         st.markdown(f"**Samples** from the prior{when}")
