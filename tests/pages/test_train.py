@@ -63,7 +63,13 @@ def test_form_shows_devices_and_data_availability(dirs):
     at = train_page(dirs)
     device = at.selectbox(key="tr_device")
     assert device.value == "cpu"
-    assert any("(unavailable:" in o for o in device.options)  # mps on Linux, cuda without GPU
+    assert any(o.endswith("(unavailable)") for o in device.options)  # mps on Linux
+    assert all(len(o) <= 24 for o in device.options), device.options  # no "busy w…" cut-off
+    threads = jobs.default_threads("cpu")
+    assert any(c.value.startswith(f"CPU, {threads} thread") for c in at.main.caption)
+    at.selectbox(key="tr_device").set_value("mps").run()
+    assert any(c.value.startswith("mps is not available here: ") for c in at.main.caption)
+    at.selectbox(key="tr_device").set_value("cpu").run()
     assert any("always available" in c.value for c in at.main.caption)
     at.selectbox(key="tr_dataset").set_value("npz").run()
     assert any("Choose a .npz file" in w.value for w in at.main.warning)
@@ -164,6 +170,33 @@ def test_form_keeps_its_values_across_page_switches(dirs):
     at.selectbox(key="tr_dataset").set_value("digits").run()
     at.selectbox(key="tr_dataset").set_value("shapes").run()
     assert at.number_input(key="tr_image_size").value == 16
+
+
+def test_device_labels_are_short_and_the_note_under_them_says_it_all(monkeypatch):
+    from vae.device import DeviceInfo
+
+    monkeypatch.setenv("VAE_MAX_JOBS", "1")
+    gpu = DeviceInfo("cuda:0", "cuda:0 — NVIDIA GeForce RTX 4090 Laptop GPU, 15.2 GiB free", True)
+    busy = {"cuda:0": ["mnist-conv-z32-long-name", "other"]}
+    assert training.device_label(gpu) == "cuda:0"
+    assert training.device_note(gpu, busy) == (
+        "cuda:0 — NVIDIA GeForce RTX 4090 Laptop GPU, 15.2 GiB free. Busy with "
+        "mnist-conv-z32-long-name, other; stop one of them or pick another device to start a "
+        "new run."
+    )
+    monkeypatch.setenv("VAE_MAX_JOBS", "3")  # room for one more: nothing to stop
+    assert training.device_note(gpu, busy).endswith("Busy with mnist-conv-z32-long-name, other.")
+    monkeypatch.setenv("VAE_MAX_JOBS", "1")
+    cpu = DeviceInfo("cpu", "cpu — 16 threads", True)
+    n = jobs.default_threads("cpu")
+    assert training.device_label(cpu) == f"cpu · {n} thread{'s' * (n != 1)}"
+    assert training.device_note(cpu, {"cpu": ["x"]}) == (
+        f"CPU, {n} thread{'s' * (n != 1)} for training. Busy with x; stop it or pick another "
+        "device to start a new run."
+    )
+    gone = DeviceInfo("mps", "mps — not available", False, "not an Apple-silicon Mac")
+    assert training.device_label(gone) == "mps (unavailable)"
+    assert training.device_note(gone, {}) == "mps is not available here: not an Apple-silicon Mac."
 
 
 def preview_state(at: AppTest) -> tuple[list[str], int, bool]:

@@ -56,17 +56,40 @@ def device_options() -> list[DeviceInfo]:
     return list_devices()
 
 
-def device_label(d: DeviceInfo, busy: dict[str, list[str]]) -> str:
+def _threads(n: int | None) -> str:
+    return "torch's default threads" if not n else f"{n} thread{'s' * (n != 1)}"
+
+
+def device_label(d: DeviceInfo) -> str:
+    """A short option label that never changes ("cpu · 2 threads", "cuda:0"): the select box is
+    narrow, and it keeps showing the label it had when picked, so what changes (free memory,
+    the runs keeping it busy) goes in `device_note`, under it."""
     if not d.available:
-        return f"{d.name} (unavailable: {d.reason})"
-    label = d.label
+        return f"{d.name} (unavailable)"
     if d.name == "cpu":  # the app's own torch thread count says nothing about a job's
-        threads = jobs.default_threads("cpu")
-        label = f"cpu — {threads} thread{'s' * (threads != 1)} for training"
+        return f"cpu · {_threads(jobs.default_threads('cpu'))}"
+    return d.name
+
+
+def device_note(d: DeviceInfo, busy: dict[str, list[str]]) -> str:
+    """What the chosen device is, in full: its name and memory, why it is unavailable, or which
+    runs keep it busy."""
+    if not d.available:
+        return f"{d.name} is not available here: {d.reason or d.label}."
+    note = d.label
+    if d.name == "cpu":
+        note = f"CPU, {_threads(jobs.default_threads('cpu'))} for training"
     slot = "cuda:0" if d.name == "cuda" else d.name
-    if busy.get(slot):
-        return f"{label} — busy with {', '.join(busy[slot])}"
-    return label
+    names = busy.get(slot)
+    if not names:
+        return f"{note}."
+    try:
+        full = len(names) >= jobs.max_jobs_per_device()
+    except jobs.JobError:
+        full = True
+    it = "it" if len(names) == 1 else "one of them"
+    then = f"; stop {it} or pick another device to start a new run" if full else ""
+    return f"{note}. Busy with {', '.join(names)}{then}."
 
 
 def suggest_name(dataset: str, arch: str, latent: int, root: Path) -> str:
@@ -195,8 +218,9 @@ def _run_column(v: dict[str, Any]) -> None:
         st.session_state["tr_device"] = first_ok
     name = st.selectbox(
         "Device", list(by_name), key="tr_device", persist_state=KEEP,
-        format_func=lambda n: device_label(by_name[n], busy),
+        format_func=lambda n: device_label(by_name[n]),
     )  # fmt: skip
+    st.caption(device_note(by_name[name], busy))
     v["device"] = name
     v["device_ok"] = by_name[name].available
     v["device_reason"] = by_name[name].reason
