@@ -26,6 +26,13 @@ st.caption(
 if st.session_state.get("_library_notice"):
     st.success(st.session_state.pop("_library_notice"), icon=":material/check_circle:")
 
+public = models.public_mode()  # a shared deployment: the library is read-only for visitors
+if public:
+    st.info(
+        "This is a shared deployment: the library is read-only here (no import, rename or "
+        "delete). Add a model of your own with the sidebar's **Add a model**.",
+        icon=":material/public:",
+    )
 runs = jobs.list_runs()
 n_own = len(runs)
 runs += jobs.list_runs(models.assets_dir())  # shipped: listed for comparison, never changed
@@ -136,7 +143,7 @@ elif len(selected) == 1:
                 help="Also the step log and the training state: imports as a resumable run "
                 "with its learning curves",
             )
-        with st.popover("Rename", icon=":material/edit:", disabled=s.active):
+        with st.popover("Rename", icon=":material/edit:", disabled=s.active or public):
             new = st.text_input("New name", value=r.name, key=f"lib_new_name_{r.name}")
             if st.button("Rename", key="lib_rename", type="primary"):
                 try:
@@ -146,7 +153,7 @@ elif len(selected) == 1:
                     changed()
                 except jobs.JobError as e:
                     st.error(str(e))
-        with st.popover("Delete", icon=":material/delete:", disabled=s.active):
+        with st.popover("Delete", icon=":material/delete:", disabled=s.active or public):
             st.markdown(f"Delete **{r.name}** and all its files? This cannot be undone.")
             if st.button("Yes, delete it", key="lib_delete", type="primary"):
                 try:
@@ -158,6 +165,8 @@ elif len(selected) == 1:
         st.caption("Rename and delete are disabled while the run is training.")
 
 # --- import ---------------------------------------------------------------------------------------
+if public:
+    st.stop()
 st.subheader("Import a model")
 up = st.file_uploader(
     "A zip holding config.json and model.safetensors (metrics files optional)",

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from vae.ui import training
+from vae.ui import models, training
 
 st.title("Train a model")
 st.caption(
@@ -10,6 +10,14 @@ st.caption(
     "It keeps going when you close the browser; open this page again to watch it. Finished "
     "runs appear in the sidebar's model picker."
 )
+if models.public_mode():
+    st.info(
+        "Training is turned off on this shared deployment (VAE_PUBLIC=1): every run would use "
+        "the server's CPU for everyone. Run the app on your own machine to train: "
+        "`streamlit run app.py`.",
+        icon=":material/public:",
+    )
+    st.stop()
 
 with st.container(border=True):
     st.markdown("##### New training run")

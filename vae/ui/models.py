@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +60,61 @@ def user_dir() -> Path:
     return diskcache.user_dir()
 
 
+# --- shared deployments (VAE_PUBLIC=1) -----------------------------------------------------------
+PUBLIC_ENV = "VAE_PUBLIC"
+SESSION_UPLOADS = 5  # models one visitor may upload on a shared deployment ...
+SESSION_UPLOAD_BYTES = 50 * 1024 * 1024  # ... and their unzipped size together
+SESSION_MAX_AGE_S = 24 * 3600  # a visitor's uploads are removed a day after the last one
+
+
+def public_mode() -> bool:
+    """A shared deployment: no folder paths, no training, uploads kept per session with a quota.
+    Turned on with `VAE_PUBLIC=1` (README, "Security and reliability")."""
+    return os.environ.get(PUBLIC_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _session_token() -> str:
+    return st.session_state.setdefault("_upload_session", uuid.uuid4().hex[:16])
+
+
 def uploads_dir() -> Path:
-    return user_dir() / "uploads"
+    """Uploaded models: shared by everyone on a local app, one folder per visitor when public."""
+    root = user_dir() / "uploads"
+    return root / "sessions" / _session_token() if public_mode() else root
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def check_upload_quota(data: bytes) -> None:
+    """On a shared deployment, refuse an upload beyond this visitor's quota; also remove other
+    visitors' uploads older than a day."""
+    if not public_mode():
+        return
+    sessions = user_dir() / "uploads" / "sessions"
+    now = time.time()
+    for old in sessions.iterdir() if sessions.is_dir() else []:
+        try:
+            if old.name != _session_token() and now - old.stat().st_mtime > SESSION_MAX_AGE_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
+    mine = uploads_dir()
+    have = [p for p in mine.iterdir() if p.is_dir()] if mine.is_dir() else []
+    if hashlib.sha256(data).hexdigest()[:16] in {p.name for p in have}:
+        return  # the same zip again: nothing new is stored
+    if len(have) >= SESSION_UPLOADS:
+        raise CheckpointError(
+            f"this shared deployment keeps at most {SESSION_UPLOADS} uploaded models per visitor; "
+            "reload the page to start a new session"
+        )
+    used = sum(_tree_bytes(p) for p in have)
+    if used + len(data) > SESSION_UPLOAD_BYTES:
+        raise CheckpointError(
+            f"this shared deployment keeps at most {SESSION_UPLOAD_BYTES >> 20} MB of uploaded "
+            f"models per visitor ({used / 2**20:.1f} MB used)"
+        )
 
 
 # --- describing ----------------------------------------------------------------------------------
@@ -140,7 +196,7 @@ def discover(extra_keys: list[str] | None = None) -> tuple[list[ModelEntry], lis
             entries.append(describe(path, source))
         except CheckpointError as e:
             problems.append(str(e))
-    for key in extra_keys or []:
+    for key in [] if public_mode() else extra_keys or []:
         if key.startswith("path:") and key not in {e.key for e in entries}:
             try:
                 entries.append(describe(Path(key.removeprefix("path:")), "path", key))
@@ -203,6 +259,8 @@ def run_id(run: Run) -> str:
 # --- adding ---------------------------------------------------------------------------------------
 def add_path(text: str) -> ModelEntry:
     """Validate a checkpoint folder typed by the user and remember it for this session."""
+    if public_mode():
+        raise CheckpointError("adding a folder by its path is turned off on this shared deployment")
     path = Path(text.strip()).expanduser()
     if not text.strip():
         raise CheckpointError("type the path of a folder holding config.json and model.safetensors")
@@ -240,6 +298,7 @@ def extract_zip(data: bytes, dest_root: Path | None = None) -> Path:
 
 
 def add_zip(data: bytes) -> ModelEntry:
+    check_upload_quota(data)
     entry = describe(extract_zip(data), "upload")
     _remember(entry.key)
     return entry
@@ -293,15 +352,21 @@ def picker() -> ModelEntry | None:
 def add_model_panel() -> None:
     """Sidebar expander to add a checkpoint by folder path or by uploading a zip."""
     with st.sidebar.expander("Add a model"):
-        with st.form("add_path", clear_on_submit=False, border=False):
-            text = st.text_input("Checkpoint folder", placeholder="/path/to/run")
-            if st.form_submit_button("Add folder"):
-                try:
-                    entry = add_path(text)
-                    st.success(f"Added {entry.name}.")
-                    st.rerun()
-                except CheckpointError as e:
-                    st.error(str(e))
+        if public_mode():
+            st.caption(
+                f"Shared deployment: upload up to {SESSION_UPLOADS} zips "
+                f"({SESSION_UPLOAD_BYTES >> 20} MB); only you see them, for this session."
+            )
+        else:
+            with st.form("add_path", clear_on_submit=False, border=False):
+                text = st.text_input("Checkpoint folder", placeholder="/path/to/run")
+                if st.form_submit_button("Add folder"):
+                    try:
+                        entry = add_path(text)
+                        st.success(f"Added {entry.name}.")
+                        st.rerun()
+                    except CheckpointError as e:
+                        st.error(str(e))
         up = st.file_uploader(
             "…or upload a zip (config.json + model.safetensors)", type=["zip"], key="add_zip"
         )
