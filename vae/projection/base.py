@@ -75,8 +75,20 @@ def _as_matrix(a: Any, name: str, min_rows: int = 1) -> np.ndarray:
 
 # --- threads and warnings ------------------------------------------------------------------------
 def free_cores() -> int:
-    """Threads for a map fit: `vae.threads.idle_cores` (the one thread policy)."""
-    return idle_cores()
+    """Threads for a map fit: `vae.threads.idle_cores` (the one thread policy), leaving the
+    cores of this app's running CPU training jobs to them."""
+    return idle_cores(reserved=reserved_cores())
+
+
+def reserved_cores() -> int:
+    """Threads held by this app's active CPU training jobs (0 when none, or unknown)."""
+    try:
+        from vae.jobs.state import active_jobs
+        from vae.threads import job_threads
+
+        return sum(job_threads("cpu") for s in active_jobs() if s.device in ("", "cpu"))
+    except Exception:  # noqa: BLE001 - a listing problem must never stop a map
+        return 0
 
 
 _BLAS_LOCK = threading.Lock()
