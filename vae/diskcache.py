@@ -16,6 +16,8 @@ import io
 import logging
 import math
 import os
+import stat
+import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,9 @@ import numpy as np
 from vae.checkpoint import WEIGHTS_FILE, atomic_write_bytes, weights_hash
 
 MAX_NPZ_BYTES = 2 * 1024**3  # a cache file larger than this (or claiming to be) is ignored
+MAX_FOLDER_BYTES = 512 * 1024**2  # one run's cache folder; the oldest entries go beyond this
+MAX_USER_CACHE_BYTES = 2 * 1024**3  # all runs' caches under the user folder together
+IN_USE_S = 60.0  # entries written or read this recently are never evicted
 Arrays = dict[str, np.ndarray]
 _log = logging.getLogger(__name__)
 
@@ -148,6 +153,8 @@ def cached_arrays(
     arrays = None if refresh else load_npz(f)
     if arrays is not None and check is not None and not check(arrays):
         arrays = None
+    if arrays is not None:
+        touch(f)
     if arrays is None:
         arrays = compute()
         try:
@@ -155,6 +162,56 @@ def cached_arrays(
             for stale in f.parent.glob(f"{kind}-v*.npz"):
                 if not stale.name.startswith(current):
                     stale.unlink(missing_ok=True)
+            bound(f.parent)
         except OSError as e:
             _log.warning("could not write the disk cache %s: %s", f, e)
     return arrays
+
+
+# --- size bounds ---------------------------------------------------------------------------------
+def touch(path: str | os.PathLike) -> None:
+    """Mark a cache entry as just used, so eviction takes the least recently used first."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def prune(folder: str | os.PathLike, max_bytes: int, *, in_use_s: float = IN_USE_S) -> list[Path]:
+    """Delete the least recently used files under `folder` until the rest fit in `max_bytes`;
+    files used in the last `in_use_s` seconds stay. Returns the files removed."""
+    now = time.time()
+    files = []
+    for p in Path(folder).rglob("*"):
+        try:
+            st = p.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            files.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _, size, _ in files)
+    removed = []
+    for mtime, size, p in sorted(files):  # oldest first
+        if total <= max_bytes:
+            break
+        if now - mtime < in_use_s:
+            continue
+        try:
+            p.unlink()
+        except OSError:
+            continue
+        total -= size
+        removed.append(p)
+    return removed
+
+
+def bound(folder: str | os.PathLike) -> None:
+    """Keep a cache folder, and the user folder's caches together, within their size bounds."""
+    prune(folder, MAX_FOLDER_BYTES)
+    root = user_dir() / "cache"
+    try:
+        inside = Path(folder).resolve().is_relative_to(root.resolve())
+    except OSError:
+        inside = False
+    if inside:
+        prune(root, MAX_USER_CACHE_BYTES)

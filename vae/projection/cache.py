@@ -93,6 +93,9 @@ class ProjectionCache:
             return None
         if expected_shape is not None and _fitted_shape(proj) != tuple(expected_shape):
             return None  # same key, other latents (e.g. a changed subset size): recompute
+        from vae.diskcache import touch
+
+        touch(path)  # recently used: evicted last
         proj.cached = True
         return proj
 
@@ -112,6 +115,9 @@ class ProjectionCache:
         arrays = {k: np.ascontiguousarray(v) for k, v in proj.arrays().items()}
         path = self.path_for(full_key)
         atomic_write_bytes(path, save(arrays, metadata=meta))
+        from vae.diskcache import bound
+
+        bound(self.root)  # the oldest maps go when the cache grows past its bound
         return path
 
 

@@ -297,9 +297,33 @@ def extract_zip(data: bytes, dest_root: Path | None = None) -> Path:
         raise
 
 
+MAX_UPLOADS_BYTES = 1024**3  # all uploaded models together; the oldest go beyond this
+
+
+def bound_uploads(keep: Path, max_bytes: int = MAX_UPLOADS_BYTES) -> list[Path]:
+    """Remove the oldest uploaded models (whole folders, never `keep`) beyond `max_bytes`."""
+    root = user_dir() / "uploads"
+    folders = []
+    for p in root.rglob(CONFIG_FILE) if root.is_dir() else []:
+        d = p.parent
+        if d.resolve() != keep.resolve():
+            folders.append((d.stat().st_mtime, _tree_bytes(d), d))
+    total = _tree_bytes(keep) + sum(size for _, size, _ in folders)
+    removed = []
+    for _, size, d in sorted(folders):
+        if total <= max_bytes:
+            break
+        shutil.rmtree(d, ignore_errors=True)
+        total -= size
+        removed.append(d)
+    return removed
+
+
 def add_zip(data: bytes) -> ModelEntry:
     check_upload_quota(data)
-    entry = describe(extract_zip(data), "upload")
+    folder = extract_zip(data)
+    bound_uploads(folder)
+    entry = describe(folder, "upload")
     _remember(entry.key)
     return entry
 
