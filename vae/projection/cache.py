@@ -33,8 +33,10 @@ class ProjectionCache:
     be read, or that does not match its key, is a miss: the map is recomputed and overwritten.
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, shipped: str | Path | None = None) -> None:
         self.root = Path(root)
+        # read-only maps shipped with a model (`python -m vae.mapping --ship`), tried after root
+        self.shipped = Path(shipped) if shipped else None
 
     def full_key(
         self, key: dict[str, Any], method: str, seed: int, params: dict[str, Any]
@@ -71,6 +73,8 @@ class ProjectionCache:
         full = self.full_key(key, method, seed, params)
         x = _as_matrix(latents, "latents", min_rows=3)  # (N, D)
         hit = self.load(full, expected_shape=x.shape)
+        if hit is None and self.shipped is not None:
+            hit = self.load_shipped(full, x)
         if hit is not None:
             if progress:
                 progress(1.0, f"{method}: loaded from cache")
@@ -120,6 +124,86 @@ class ProjectionCache:
         bound(self.root)  # the oldest maps go when the cache grows past its bound
         return path
 
+    # --- maps shipped with a model: the embedding only, the latents are the caller's --------------
+    def load_shipped(self, full_key: dict[str, Any], latents: np.ndarray) -> Projection | None:
+        """A shipped map for this exact key, fitted on these very `latents` (N, D), or None.
+
+        The file holds the embedding and one number per row (its latent's mean), so a map is
+        used only when the latents it was made from are the ones asked about (new weights or
+        another sample give other numbers: the map is then recomputed, never shown stale)."""
+        if self.shipped is None:
+            return None
+        path = self.shipped / f"{_key_hash(full_key)}.safetensors"
+        if not path.is_file():
+            return None
+        try:
+            proj = _read_shipped(path, full_key, np.asarray(latents, np.float32))
+        except Exception as e:  # noqa: BLE001 - a broken shipped file is a miss, never a crash
+            logging.getLogger(__name__).warning("ignoring shipped map %s: %s", path, e)
+            return None
+        if proj is not None:
+            proj.cached = True
+        return proj
+
+    def save_shipped(
+        self, full_key: dict[str, Any], proj: Projection, latents: np.ndarray, seed: int = 0
+    ) -> Path:
+        """Write the compact shipped form of `proj` (embedding + per-row probe) to `shipped`."""
+        from safetensors.numpy import save
+
+        from vae.checkpoint import atomic_write_bytes
+
+        if self.shipped is None or proj.method == "pca":
+            raise ProjectionError("shipping needs a shipped folder and a t-SNE or UMAP map")
+        meta = {
+            "format": "vae-projection-shipped",
+            "key": json.dumps(full_key, sort_keys=True),
+            "method": proj.method,
+            "params": json.dumps(proj.params, sort_keys=True),
+            "seed": str(int(seed)),
+        }
+        arrays = {
+            "embedding": np.ascontiguousarray(proj.embedding, np.float32),  # (N, 2)
+            "probe": _probe(np.asarray(latents, np.float32)),  # (N,)
+        }
+        self.shipped.mkdir(parents=True, exist_ok=True)
+        path = self.shipped / f"{_key_hash(full_key)}.safetensors"
+        atomic_write_bytes(path, save(arrays, metadata=meta))
+        return path
+
+
+PROBE_ATOL = 1e-3  # latents computed elsewhere (other BLAS, threads) differ by far less
+
+
+def _probe(latents: np.ndarray) -> np.ndarray:
+    """One number per row that any change of the latents (weights, rows, order) moves: (N,)."""
+    return np.ascontiguousarray(latents.astype(np.float64).mean(axis=1), np.float32)
+
+
+def _read_shipped(path: Path, full_key: dict[str, Any], latents: np.ndarray) -> Projection | None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata() or {}
+        arrays = {name: f.get_tensor(name) for name in f.keys()}
+    if meta.get("format") != "vae-projection-shipped":
+        raise ValueError("not a shipped map")
+    if json.loads(meta["key"]) != json.loads(json.dumps(full_key, sort_keys=True)):
+        return None
+    emb, probe = arrays["embedding"], arrays["probe"]
+    n = latents.shape[0]
+    if emb.shape != (n, 2) or probe.shape != (n,) or not np.isfinite(emb).all():
+        return None  # made from another number of latents
+    if not np.allclose(probe, _probe(latents), atol=PROBE_ATOL, rtol=0.0):
+        logging.getLogger(__name__).info("shipped map %s is stale: recomputing", path.name)
+        return None
+    method, params, seed = meta["method"], json.loads(meta["params"]), int(meta["seed"])
+    if method == "tsne":
+        return TSNEProjection(emb, latents, params)
+    if method == "umap":
+        return UMAPProjection(emb, latents, params, seed)
+    raise ValueError(f"unknown shipped method {method!r}")
+
 
 def cached_fit(
     cache_dir: str | Path,
@@ -128,10 +212,13 @@ def cached_fit(
     method: str = "pca",
     seed: int = 0,
     progress: Progress | None = None,
+    *,
+    shipped: str | Path | None = None,
     **params: Any,
 ) -> Projection:
-    """`ProjectionCache(cache_dir).get_or_fit(...)` in one call."""
-    return ProjectionCache(cache_dir).get_or_fit(key, latents, method, seed, progress, **params)
+    """`ProjectionCache(cache_dir, shipped).get_or_fit(...)` in one call."""
+    cache = ProjectionCache(cache_dir, shipped)
+    return cache.get_or_fit(key, latents, method, seed, progress, **params)
 
 
 def _key_hash(full_key: dict[str, Any]) -> str:

@@ -21,14 +21,12 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from vae import diskcache
+from vae import diskcache, mapping
 from vae.checkpoint import Run
 from vae.ui import data, models
 
-TABLE_VERSION = (
-    3  # 2: the ELBO columns moved to `elbo_scores`; 3: recon = -elbo - kl (was kl - elbo)
-)
-MEANS_VERSION = 1  # part of projection cache keys: bump when the table's latent means change
+TABLE_VERSION = mapping.TABLE_VERSION  # the table and map keys live in vae.mapping, shared with
+MEANS_VERSION = mapping.MEANS_VERSION  # training jobs and `python -m vae.mapping`
 
 
 def cache_dir(run: Run) -> Path:
@@ -83,30 +81,7 @@ def _cached_arrays(
 
 
 def _compute_table(run: Run, n: int, seed: int) -> dict[str, np.ndarray]:
-    import torch
-
-    from vae.latents import encode_dataset
-    from vae.projection import stratified_sample
-
-    ds = data.load(run)
-    labels = None if ds.y is None else ds.y.numpy()
-    rows = stratified_sample(labels, n, seed, total=len(ds)).astype(np.int64)  # sorted
-    x = ds.x[torch.from_numpy(rows)]  # (N, C, H, W)
-    mean, logvar = encode_dataset(run.model, x)  # (N, D), (N, D)
-    kl_d = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)  # K&W 2013, App. B; (N, D)
-    out = {
-        "rows": rows,
-        "mean": mean.numpy(),
-        "logvar": logvar.numpy(),
-        "kl": kl_d.sum(1).numpy(),
-        "kl_per_dim": kl_d.mean(0).numpy(),
-        "split": np.array(ds.extra.get("split", "test")),
-    }
-    if labels is not None:
-        out["labels"] = labels[rows]
-    if ds.factors is not None:
-        out["factors"] = ds.factors.numpy()[rows]
-    return out
+    return mapping.compute_table(run, n, seed, data.load(run))
 
 
 @st.cache_data(show_spinner="Encoding the dataset…", max_entries=16)
@@ -180,14 +155,11 @@ def projection(run: Run, table: LatentTable, method: str = "pca", seed: int = 0,
     then read from disk on later runs. `progress` gets (fraction in [0, 1], message) while a
     slow fit (t-SNE, UMAP) runs. Raises `vae.projection.ProjectionError` (a ValueError).
     """
-    from vae.projection import cached_fit
-
     n = len(table)
     slot = _projection_slot(str(run.path), models.stamp(run.path), n, seed, method)
     with slot["lock"]:
-        if "projection" not in slot:
-            key = {"run": models.run_id(run), "n": n, "seed": seed, "table": MEANS_VERSION}
-            slot["projection"] = cached_fit(
-                cache_dir(run), key, table.mean, method, seed=seed, progress=progress
+        if "projection" not in slot:  # the disk cache, a map shipped with the model, or a fit
+            slot["projection"] = mapping.projection(
+                run, {"mean": table.mean}, method, seed, progress
             )
     return slot["projection"]

@@ -16,9 +16,8 @@ import streamlit as st
 
 from vae.checkpoint import Run
 from vae.data import DatasetError, ImageDataset
+from vae.mapping import MIN_TEST_IMAGES  # noqa: F401 - below it a map uses the whole dataset
 from vae.ui import models
-
-MIN_TEST_IMAGES = 1000  # below this the map uses the whole dataset (sklearn digits: 270 test)
 
 
 def dataset_name(run: Run) -> str:
@@ -32,14 +31,13 @@ def data_dir_of(run: Run) -> str | None:
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=6)
 def _load(path: str, version: tuple[int, int], split: str) -> ImageDataset:
     from vae.latents import run_dataset
+    from vae.mapping import map_dataset  # the test split, or all when tiny (as maps use it)
 
     run = models.load(Path(path))
+    if split == "test":  # the test split, or all of it when tiny: what maps show (vae.mapping)
+        return map_dataset(run)
     ds = run_dataset(run, split, download=False)
-    if split == "test" and len(ds) < MIN_TEST_IMAGES:
-        ds = run_dataset(run, "all", download=False)
-        ds.extra["split"] = "all"
-    else:
-        ds.extra["split"] = split
+    ds.extra["split"] = split
     return ds
 
 

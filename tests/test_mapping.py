@@ -1,0 +1,90 @@
+"""vae.mapping: the default map of a run, from the cache, from the maps shipped with a model
+(without any fit), or recomputed when a shipped map no longer matches."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.helpers import tiny_digits_checkpoint
+from vae import mapping
+from vae.checkpoint import load_run
+from vae.projection import tsne as tsne_mod
+
+FAST = {"n_iter": 60, "early_exaggeration_iter": 30}  # a small t-SNE, the same for every call
+
+
+@pytest.fixture
+def shipped_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "user"))
+    path = tiny_digits_checkpoint(tmp_path / "model", latent_dim=3, steps=30)
+    run = load_run(path)
+    table = mapping.latent_table(run)
+    fitted = mapping.projection(run, table, "tsne", **FAST)
+    from vae.projection import ProjectionCache
+
+    cache = ProjectionCache(path / ".cache", path / mapping.SHIPPED_DIR)
+    full = cache.full_key(mapping.projection_key(run, len(table["mean"]), 0), "tsne", 0, FAST)
+    cache.save_shipped(full, fitted, table["mean"], 0)
+    shutil.rmtree(path / ".cache")  # a fresh machine: only what ships with the model
+    return run, np.asarray(fitted.embedding)
+
+
+def _forbid_fits(monkeypatch):
+    def no_fit(*a, **k):
+        raise AssertionError("a shipped map must open without a fit")
+
+    monkeypatch.setattr(tsne_mod.TSNEProjection, "fit", classmethod(no_fit))
+
+
+def test_a_shipped_map_opens_without_a_fit(shipped_run, monkeypatch):
+    run, embedding = shipped_run
+    (f,) = (run.path / mapping.SHIPPED_DIR).glob("*.safetensors")
+    assert f.stat().st_size < 60_000  # 1,797 points: the embedding and a probe, no latents
+    _forbid_fits(monkeypatch)
+    table = mapping.latent_table(run)  # computed again here, as on a new machine
+    proj = mapping.projection(run, table, "tsne", **FAST)
+    assert proj.cached
+    np.testing.assert_array_equal(proj.embedding, embedding)
+    # the same transform as a fitted map: a training latent lands near its own dot
+    i = 5
+    placed = proj.transform(table["mean"][i : i + 1])[0]
+    spread = np.ptp(embedding, axis=0).max()
+    assert np.linalg.norm(placed - embedding[i]) < 0.1 * spread
+
+
+def test_a_shipped_map_of_other_weights_is_recomputed(shipped_run, monkeypatch):
+    import torch
+
+    from vae.checkpoint import save_model
+
+    run, embedding = shipped_run
+    with torch.no_grad():  # "retrained": new weights, so a new run id and other latents
+        for p in run.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_model(run.path, run.model, dataset=run.dataset, train=run.meta["train"])
+    fits = []
+    real = tsne_mod.TSNEProjection.fit.__func__
+
+    def counting(cls, *a, **k):
+        fits.append(1)
+        return real(cls, *a, **k)
+
+    monkeypatch.setattr(tsne_mod.TSNEProjection, "fit", classmethod(counting))
+    run2 = load_run(run.path)
+    proj = mapping.projection(run2, mapping.latent_table(run2), "tsne", **FAST)
+    assert fits == [1] and not getattr(proj, "cached", False)
+
+
+def test_a_shipped_map_of_other_latents_is_not_trusted(shipped_run, monkeypatch):
+    run, _ = shipped_run
+    table = dict(mapping.latent_table(run))
+    table["mean"] = table["mean"][::-1].copy()  # same key, other rows: the probe disagrees
+    from vae.projection import ProjectionCache
+
+    cache = ProjectionCache(run.path / ".cache", run.path / mapping.SHIPPED_DIR)
+    full = cache.full_key(mapping.projection_key(run, len(table["mean"]), 0), "tsne", 0, FAST)
+    assert cache.load_shipped(full, table["mean"]) is None
+    assert cache.load_shipped(full, mapping.latent_table(run)["mean"]) is not None
