@@ -88,3 +88,27 @@ def test_a_shipped_map_of_other_latents_is_not_trusted(shipped_run, monkeypatch)
     full = cache.full_key(mapping.projection_key(run, len(table["mean"]), 0), "tsne", 0, FAST)
     assert cache.load_shipped(full, table["mean"]) is None
     assert cache.load_shipped(full, mapping.latent_table(run)["mean"]) is not None
+
+
+def test_a_forming_tsne_map_is_handed_out_and_ends_the_same(monkeypatch):
+    from sklearn.decomposition import PCA
+
+    from vae.projection import fit
+    from vae.projection import tsne as t
+
+    monkeypatch.setattr(t, "SNAPSHOT_EVERY_S", 0.0)  # every callback, for the test
+    x = np.random.default_rng(0).normal(size=(300, 5)).astype(np.float32)
+    x[:150] += 4.0  # two clusters
+    seen: list[tuple[np.ndarray, float]] = []
+    params = {"n_iter": 50, "early_exaggeration_iter": 25, "n_jobs": 1}
+    watched = fit(x, "tsne", seed=0, snapshot=lambda e, f: seen.append((e.copy(), f)), **params)
+    plain = fit(x, "tsne", seed=0, **params)
+    np.testing.assert_array_equal(watched.embedding, plain.embedding)  # watching changes nothing
+    assert len(seen) >= 10 and all(e.shape == (300, 2) for e, _ in seen)
+    fracs = [f for _, f in seen]
+    assert fracs == sorted(fracs) and fracs[0] == 0.0
+    # the first picture is where the optimisation starts: the PCA of the latents (up to sign)
+    pc1 = PCA(2).fit_transform(x.astype(np.float64))[:, 0]
+    assert abs(np.corrcoef(seen[0][0][:, 0], pc1)[0, 1]) > 0.99
+    # ... and the layout moves on from there
+    assert not np.allclose(seen[0][0], seen[-1][0])

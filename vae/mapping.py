@@ -112,6 +112,7 @@ def projection(
     method: str = "tsne",
     seed: int = 0,
     progress: Progress | None = None,
+    snapshot: Any = None,
     **fit_options: Any,
 ) -> Any:
     """The map of `table["mean"]`: from the disk cache, else shipped with the model, else fitted
@@ -127,6 +128,7 @@ def projection(
         seed=seed,
         progress=progress,
         shipped=run.path / SHIPPED_DIR,
+        snapshot=snapshot,
         **fit_options,
     )
 

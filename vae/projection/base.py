@@ -14,6 +14,7 @@ import numpy as np
 from vae.threads import idle_cores
 
 Progress = Callable[[float, str], None]  # (fraction in [0, 1], message)
+Snapshot = Callable[[np.ndarray, float], None]  # (the map as it forms (N, 2), fraction done)
 METHODS = ("pca", "tsne", "umap")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vae.projection.base import Progress, Projection, ProjectionError, _as_matrix
+from vae.projection.base import Progress, Projection, ProjectionError, Snapshot, _as_matrix
 from vae.projection.fitting import fit, resolve_params
 from vae.projection.pca import PCAProjection
 from vae.projection.tsne import TSNEProjection
@@ -63,9 +63,12 @@ class ProjectionCache:
         method: str = "pca",
         seed: int = 0,
         progress: Progress | None = None,
+        *,
+        snapshot: Snapshot | None = None,
         **params: Any,
     ) -> Projection:
-        """The cached map for this key if there is a valid one, else `fit` and store it."""
+        """The cached map for this key if there is a valid one, else `fit` and store it
+        (`snapshot` watches a t-SNE map form)."""
         try:
             json.dumps(key, sort_keys=True, allow_nan=False)
         except (TypeError, ValueError) as e:
@@ -79,7 +82,7 @@ class ProjectionCache:
             if progress:
                 progress(1.0, f"{method}: loaded from cache")
             return hit
-        proj = fit(x, method, seed=seed, progress=progress, **params)
+        proj = fit(x, method, seed=seed, progress=progress, snapshot=snapshot, **params)
         self.save(full, proj, seed)
         return proj
 
@@ -214,11 +217,12 @@ def cached_fit(
     progress: Progress | None = None,
     *,
     shipped: str | Path | None = None,
+    snapshot: Snapshot | None = None,
     **params: Any,
 ) -> Projection:
     """`ProjectionCache(cache_dir, shipped).get_or_fit(...)` in one call."""
     cache = ProjectionCache(cache_dir, shipped)
-    return cache.get_or_fit(key, latents, method, seed, progress, **params)
+    return cache.get_or_fit(key, latents, method, seed, progress, snapshot=snapshot, **params)
 
 
 def _key_hash(full_key: dict[str, Any]) -> str:

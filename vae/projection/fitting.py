@@ -11,6 +11,7 @@ from vae.projection.base import (
     Progress,
     Projection,
     ProjectionError,
+    Snapshot,
     _as_matrix,
     available_methods,
 )
@@ -24,10 +25,12 @@ def fit(
     method: str = "pca",
     seed: int = 0,
     progress: Progress | None = None,
+    *,
+    snapshot: Snapshot | None = None,
     **params: Any,
 ) -> Projection:
     """Fit a 2-D map of `latents` (N, D). `params` override the method's defaults
-    (`TSNE_DEFAULTS`, `UMAP_DEFAULTS`; PCA takes none)."""
+    (`TSNE_DEFAULTS`, `UMAP_DEFAULTS`; PCA takes none). `snapshot` watches a t-SNE map form."""
     x = _as_matrix(latents, "latents", min_rows=3)  # (N, D) float64
     p = resolve_params(method, params)
     if method == "pca":
@@ -36,7 +39,7 @@ def fit(
             progress(1.0, "PCA: done")
         return proj
     if method == "tsne":
-        return TSNEProjection.fit(x, int(seed), progress, p)
+        return TSNEProjection.fit(x, int(seed), progress, p, snapshot=snapshot)
     return UMAPProjection.fit(x, int(seed), progress, p)
 
 

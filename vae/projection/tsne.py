@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
 
-from vae.projection.base import Progress, Projection, _quiet, _single_thread, free_cores
+from vae.projection.base import Progress, Projection, Snapshot, _quiet, _single_thread, free_cores
 
 MAX_TSNE_EXACT_NN = 50_000  # exact neighbours beat Annoy on 2 cores up to about here (D ~ 32)
 TSNE_DEFAULTS: dict[str, Any] = {
@@ -37,10 +38,19 @@ class TSNEProjection(Projection):
 
     @classmethod
     def fit(
-        cls, x: np.ndarray, seed: int, progress: Progress | None, params: dict[str, Any]
+        cls,
+        x: np.ndarray,
+        seed: int,
+        progress: Progress | None,
+        params: dict[str, Any],
+        snapshot: Snapshot | None = None,
     ) -> TSNEProjection:
-        """Fit on checked latents `x` (N, D); "auto" params are resolved into the stored ones."""
+        """Fit on checked latents `x` (N, D); "auto" params are resolved into the stored ones.
+
+        `snapshot(embedding (N, 2), fraction)` gets the map as it forms, a few times a second:
+        first its PCA start, then the optimisation's current layout (same result either way)."""
         from openTSNE import TSNE, affinity
+        from openTSNE.initialization import pca as pca_init
 
         n = x.shape[0]
         p = dict(params)
@@ -54,6 +64,8 @@ class TSNEProjection(Projection):
         report = progress or (lambda f, m: None)
 
         report(0.0, f"t-SNE: finding {int(3 * p['perplexity'])} nearest neighbours of {n} points")
+        if snapshot is not None:  # where the optimisation starts, shown before the slow kNN
+            snapshot(_centred(pca_init(x.astype(np.float64), random_state=seed)), 0.0)
         knn_kwargs = {"algorithm": "brute"} if p["neighbors"] == "exact" else None
         with _quiet():
             aff = affinity.PerplexityBasedNN(
@@ -66,7 +78,9 @@ class TSNEProjection(Projection):
             )
         affinity_share = 0.1
         report(affinity_share, "t-SNE: affinities ready, optimising")
-        tracker = _TSNEProgress(report, affinity_share, p["early_exaggeration_iter"], total)
+        tracker = _TSNEProgress(
+            report, affinity_share, p["early_exaggeration_iter"], total, snapshot=snapshot
+        )
         tsne = TSNE(
             perplexity=p["perplexity"],
             early_exaggeration_iter=p["early_exaggeration_iter"],
@@ -76,7 +90,8 @@ class TSNEProjection(Projection):
             n_jobs=p["n_jobs"],
             random_state=seed,
             callbacks=tracker,
-            callbacks_every_iters=max(1, min(25, total // 20)),
+            # callbacks only watch (the layout is the same for any interval): often when drawn
+            callbacks_every_iters=5 if snapshot else max(1, min(25, total // 20)),
         )
         with _quiet():
             emb = np.asarray(tsne.fit(x.astype(np.float64), affinities=aff))  # (N, 2)
@@ -148,12 +163,29 @@ class _NewPointAffinities:
         return (P, neighbors, distances) if return_distances else P
 
 
-class _TSNEProgress:
-    """openTSNE callback: maps (phase, iteration) to one overall fraction."""
+SNAPSHOT_EVERY_S = 0.3  # a forming map is handed out about three times a second
 
-    def __init__(self, report: Progress, start: float, first_phase: int, total: int) -> None:
+
+def _centred(emb: np.ndarray) -> np.ndarray:
+    e = np.asarray(emb, dtype=np.float32)  # (N, 2)
+    return e - (e.max(axis=0) + e.min(axis=0)) / 2
+
+
+class _TSNEProgress:
+    """openTSNE callback: maps (phase, iteration) to one overall fraction, and hands the current
+    layout to `snapshot` every SNAPSHOT_EVERY_S seconds."""
+
+    def __init__(
+        self,
+        report: Progress,
+        start: float,
+        first_phase: int,
+        total: int,
+        snapshot: Snapshot | None = None,
+    ) -> None:
         self.report, self.start, self.first_phase, self.total = report, start, first_phase, total
         self.phase = -1
+        self.snapshot, self.last = snapshot, 0.0
 
     def optimization_about_to_start(self) -> None:
         self.phase += 1
@@ -164,4 +196,8 @@ class _TSNEProgress:
         stage = "pulling clusters apart" if self.phase < 1 else "refining the layout"
         # (the error openTSNE reports is the map's own KL divergence, not the VAE's: not shown)
         self.report(min(frac, 0.99), f"t-SNE: {stage}, iteration {done} of {self.total}")
+        now = time.perf_counter()
+        if self.snapshot is not None and now - self.last >= SNAPSHOT_EVERY_S:
+            self.last = now
+            self.snapshot(_centred(embedding), min(frac, 0.99))
         return False  # never stop early
