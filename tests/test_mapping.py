@@ -112,3 +112,45 @@ def test_a_forming_tsne_map_is_handed_out_and_ends_the_same(monkeypatch):
     assert abs(np.corrcoef(seen[0][0][:, 0], pc1)[0, 1]) > 0.99
     # ... and the layout moves on from there
     assert not np.allclose(seen[0][0], seen[-1][0])
+
+
+@pytest.mark.parametrize("name", ["digits-mlp", "digits-2d", "digits-beta0", "shapes-conv"])
+def test_every_shipped_model_opens_its_tsne_map_without_a_fit(name, tmp_path, monkeypatch):
+    """The maps committed in assets/<model>/maps match what this code computes (run id, sample,
+    latents), so a fresh clone shows t-SNE at once. (mnist-conv needs MNIST: see below.)"""
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "assets" / name
+    shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns(".cache"))
+    monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "user"))
+    run = load_run(tmp_path / name)
+    table = mapping.latent_table(run)
+    _forbid_fits(monkeypatch)
+    assert mapping.projection(run, table, "tsne").cached
+
+
+def test_the_shipped_mnist_map_opens_without_a_fit(mnist_root, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "assets" / "mnist-conv"
+    shutil.copytree(src, tmp_path / "m", ignore=shutil.ignore_patterns(".cache"))
+    run = load_run(tmp_path / "m")
+    table = mapping.latent_table(run)
+    _forbid_fits(monkeypatch)
+    assert mapping.projection(run, table, "tsne").cached
+
+
+def test_explore_shows_a_shipped_tsne_map_without_a_fit(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from tests.helpers import app_test, ok
+
+    src = Path(__file__).resolve().parents[1] / "assets" / "digits-mlp"
+    assets = tmp_path / "assets"
+    shutil.copytree(src, assets / "digits-mlp", ignore=shutil.ignore_patterns(".cache"))
+    dirs = {"assets": assets, "runs": tmp_path / "runs", "cache": tmp_path / "cache"}
+    _forbid_fits(monkeypatch)
+    at = app_test(dirs, monkeypatch, {"proj": "tsne"})
+    ok(at)
+    chart = next(c for c in at.get("plotly_chart") if c.key == "latent_map")
+    assert chart is not None and any("t-SNE" in c.value for c in at.caption)
