@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from vae.data import DatasetError
-from vae.projection import PCAProjection, available_methods
+from vae.projection import METHODS, UMAP_INSTALL, PCAProjection, available_methods, warm_up_umap
 from vae.ui import cache, data, image_grids, images, infer, live, maps, models, sliders, state
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -41,21 +41,35 @@ else:
 
 if ds is not None:  # the map and everything drawn from the dataset
     # --- map controls -----------------------------------------------------------------------------
-    methods = available_methods()
+    methods = available_methods()  # UMAP is listed without umap-learn too, marked as missing
     if state.projection_method() not in methods:
         state.set_projection_method("pca")
-    if st.session_state.get("proj_widget") not in methods:
+    if st.session_state.get("proj_widget") not in METHODS:
         st.session_state["proj_widget"] = state.projection_method()
+
+    def method_label(m: str) -> str:
+        if m == "pca" and D == 2:
+            return "Latent plane"
+        return METHOD_NAMES.get(m, m) + ("" if m in methods else " (not installed)")
+
     c1, c2, c3 = st.columns([2, 2, 2], vertical_alignment="bottom")
     method = c1.segmented_control(
         "Projection",
-        methods,
+        list(METHODS),
         key="proj_widget",
-        format_func=lambda m: "Latent plane" if m == "pca" and D == 2 else METHOD_NAMES.get(m, m),
+        format_func=method_label,
         help="PCA is exact and instant; t-SNE and UMAP keep neighbours together but take a while "
-        "the first time (then they are cached on disk).",
+        "the first time (then they are cached on disk). UMAP also compiles its code once per "
+        "server, in the background from when this page opens."
+        + ("" if "umap" in methods else f" UMAP needs umap-learn: `{UMAP_INSTALL}`."),
     )
     method = method or "pca"
+    if method not in methods:
+        st.info(
+            f"UMAP needs the umap-learn package, which is not installed here. Install it with "
+            f"`{UMAP_INSTALL}` and restart the app. PCA and t-SNE work without it."
+        )
+        st.stop()
     state.set_projection_method(method)
     sizes = [s for s in SIZES if s < len(ds)] + [len(ds)] if len(ds) < SIZES[-1] else SIZES
     if st.session_state.get("map_n_widget") not in sizes:
@@ -105,6 +119,7 @@ if ds is not None:  # the map and everything drawn from the dataset
         st.caption("Pick PCA above; it always works.")
         st.stop()
     progress_slot.empty()
+    warm_up_umap()  # compile UMAP's code in the background, once per server (if installed)
     plane = D == 2 and method == "pca"  # a 2-D latent space needs no projection: z0, z1 as they are
     if plane:
         proj = PCAProjection.latent_plane(table.mean)

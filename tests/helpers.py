@@ -148,6 +148,7 @@ def app_test(dirs: dict, monkeypatch, query: dict[str, str] | None = None, **env
         monkeypatch.setenv(f"VAE_{name.upper()}_DIR", str(dirs[name]))
     monkeypatch.setenv("VAE_DEVICE", "cpu")
     monkeypatch.setenv("VAE_APP_THREADS", str(torch.get_num_threads()))  # leave pytest's alone
+    monkeypatch.setenv("VAE_UMAP_WARMUP", "0")  # no background compile; a UMAP fit compiles
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)

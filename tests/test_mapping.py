@@ -154,3 +154,13 @@ def test_explore_shows_a_shipped_tsne_map_without_a_fit(tmp_path, monkeypatch):
     ok(at)
     chart = next(c for c in at.get("plotly_chart") if c.key == "latent_map")
     assert chart is not None and any("t-SNE" in c.value for c in at.caption)
+
+
+def test_cached_projection_never_fits(shipped_run, monkeypatch):
+    run, embedding = shipped_run
+    _forbid_fits(monkeypatch)
+    table = mapping.latent_table(run)
+    hit = mapping.cached_projection(run, table, "tsne", **FAST)
+    assert hit is not None and np.array_equal(hit.embedding, embedding)
+    assert mapping.cached_projection(run, {"mean": table["mean"][:-1]}, "tsne", **FAST) is None
+    assert mapping.cached_projection(run, table, "tsne") is None  # other params: another map

@@ -282,25 +282,3 @@ def test_stratified_sample_is_proportional_and_deterministic() -> None:
         stratified_sample(None, 10)
     with pytest.raises(P.ProjectionError, match="n must be"):
         stratified_sample(y, 0)
-
-
-# --- UMAP ----------------------------------------------------------------------------------------
-@pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("umap") is None, reason="umap-learn not installed")
-def test_umap_fit_transform_and_cache_reload(tmp_path, monkeypatch) -> None:
-    x, y = clusters(n_per=40)
-    calls = count_fits(monkeypatch)
-    key = {"checkpoint": "abc"}
-    fresh = P.cached_fit(tmp_path, key, x, "umap", n_neighbors=10)
-    assert fresh.embedding.shape == (120, 2)
-    centres = np.stack([fresh.embedding[y == c].mean(0) for c in range(3)])
-    new = x[[0, 50, 100]] + 0.05
-    placed = fresh.transform(new)
-    nearest = np.linalg.norm(placed[:, None] - centres[None], axis=2).argmin(1)
-    assert nearest.tolist() == [0, 1, 2]
-    reloaded = P.cached_fit(tmp_path, key, x, "umap", n_neighbors=10)
-    assert calls == ["umap"] and reloaded.cached
-    np.testing.assert_array_equal(reloaded.embedding, fresh.embedding)
-    again = reloaded.transform(new)  # rebuilds the umap model lazily
-    nearest = np.linalg.norm(again[:, None] - centres[None], axis=2).argmin(1)
-    assert nearest.tolist() == [0, 1, 2]

@@ -133,6 +133,22 @@ def projection(
     )
 
 
+def cached_projection(
+    run: Run, table: dict[str, np.ndarray], method: str = "tsne", seed: int = 0, **params: Any
+) -> Any:
+    """The map if it is in the disk cache or shipped with the model, without fitting; else None."""
+    from vae.projection import ProjectionCache
+
+    mean = np.asarray(table["mean"], np.float32)
+    try:
+        cache = ProjectionCache(diskcache.cache_dir(run.path), run.path / SHIPPED_DIR)
+    except OSError:
+        return None
+    full = cache.full_key(projection_key(run, len(mean), seed), method, seed, params)
+    hit = cache.load(full, expected_shape=mean.shape)
+    return hit if hit is not None else cache.load_shipped(full, mean)
+
+
 def prepare(run: Run, methods: tuple[str, ...] = ("tsne",), progress: Progress | None = None):
     """Make the default maps now (e.g. in a training job when it ends), so that opening the run
     in the app shows them at once. Returns the projections by method."""

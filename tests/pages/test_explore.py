@@ -3,7 +3,9 @@ the map's controls and selections, and the lazy ELBO scores."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -149,6 +151,52 @@ def test_tsne_map_sends_the_table_for_the_live_star(app):
     blobs = [b for b in live_app.carriers(app) if b[:4] == b"VAET"]
     assert len(blobs) == 1
     assert "approximately" in data["note"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("umap") is None, reason="umap-learn not installed")
+def test_umap_is_selectable_and_draws_a_map(app):
+    from vae.data import load_dataset
+
+    group = app.get("button_group")[0]
+    assert group.options == ["PCA", "t-SNE", "UMAP"]
+    group.set_value("umap").run()  # the first UMAP of this process also compiles its numba code
+    ok(app)
+    data = live_app.panel(app)
+    assert data["proj"]["method"] == "umap" and data["proj"]["table"]
+    assert _map_points(app) == len(load_dataset("digits", "all"))  # the digits map holds all
+    # the server's star: umap-learn's transform of z = 0, somewhere inside the map
+    chart = next(c for c in app.get("plotly_chart") if c.key == "latent_map")
+    traces = [t for t in json.loads(chart.proto.spec)["data"] if t.get("name") != "current z"]
+    xs = np.concatenate([_values(t["x"]) for t in traces])
+    star = np.array(data["serverStar"])
+    assert np.isfinite(star).all() and xs.min() <= star[0] <= xs.max()
+    assert app.session_state["projection"] == "umap"
+
+
+def test_without_umap_learn_umap_is_offered_with_the_install_command(app, monkeypatch):
+    monkeypatch.setitem(sys.modules, "umap", None)  # `import umap` fails, find_spec finds nothing
+    app.run()
+    group = app.get("button_group")[0]
+    assert group.options == ["PCA", "t-SNE", "UMAP (not installed)"]
+    assert "pip install umap-learn" in group.help
+    group.set_value("umap").run()
+    ok(app)
+    assert any("`pip install umap-learn`" in i.value for i in app.info)
+    assert not any(c.key == "latent_map" for c in app.get("plotly_chart"))
+    assert app.session_state["projection"] == "pca"  # other pages keep a map they can draw
+
+
+def test_explore_starts_the_umap_warm_up_in_the_background(model_dirs, monkeypatch):
+    from vae.projection import umap as U
+
+    starts = []
+    monkeypatch.setattr(U, "_WARM_UP", U._WarmUp())
+    monkeypatch.setattr(U._WarmUp, "start", lambda self, nice, delay=0.0: starts.append(nice))
+    monkeypatch.setattr(U, "available_methods", lambda: ["pca", "tsne", "umap"])
+    at = app_test(model_dirs, monkeypatch, VAE_UMAP_WARMUP="1")
+    ok(at)
+    assert starts and set(starts) == {U.WARM_UP_NICE}  # low priority, never blocking the page
 
 
 def test_unsupported_decoder_falls_back_to_server_decoding(tmp_path, monkeypatch):

@@ -10,6 +10,10 @@ ever unpickled: t-SNE and UMAP keep the embedding plus the training latents, and
 `transform` needs from them (t-SNE at once, in milliseconds; UMAP lazily, on the first `transform`,
 because that redoes its nearest-neighbour descent).
 
+umap-learn compiles numba code on first use (30-80 s on 2 cores, once per process):
+`warm_up_umap()` does that in a low-priority background thread, and a UMAP fit that comes first
+waits for it with a progress message saying so.
+
 Modules: `base` (Projection, ProjectionError, input checks, threads), `pca`, `tsne`, `umap` (one
 per method), `fitting` (`fit`, `resolve_params`), `cache` (ProjectionCache, `cached_fit`).
 `knn_preservation` now lives in `vae.metrics` and `stratified_sample` in `vae.data.sampling`;
@@ -33,7 +37,7 @@ from vae.projection.cache import CACHE_VERSION, RUNTIME_PARAMS, ProjectionCache,
 from vae.projection.fitting import fit, resolve_params
 from vae.projection.pca import PCAProjection
 from vae.projection.tsne import MAX_TSNE_EXACT_NN, TSNE_DEFAULTS, TSNEProjection
-from vae.projection.umap import UMAP_DEFAULTS, UMAPProjection
+from vae.projection.umap import UMAP_DEFAULTS, UMAP_INSTALL, UMAPProjection, warm_up_umap
 
 __all__ = [
     "CACHE_VERSION",
@@ -42,6 +46,7 @@ __all__ = [
     "RUNTIME_PARAMS",
     "TSNE_DEFAULTS",
     "UMAP_DEFAULTS",
+    "UMAP_INSTALL",
     "PCAProjection",
     "Progress",
     "Projection",
@@ -56,6 +61,7 @@ __all__ = [
     "knn_preservation",
     "resolve_params",
     "stratified_sample",
+    "warm_up_umap",
 ]
 
 # Moved out, still importable from here. Imported on first use: vae.data.sampling raises

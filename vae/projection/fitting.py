@@ -17,7 +17,7 @@ from vae.projection.base import (
 )
 from vae.projection.pca import PCAProjection
 from vae.projection.tsne import TSNE_DEFAULTS, TSNEProjection
-from vae.projection.umap import UMAP_DEFAULTS, UMAPProjection
+from vae.projection.umap import UMAP_DEFAULTS, UMAP_INSTALL, UMAPProjection
 
 
 def fit(
@@ -48,7 +48,7 @@ def resolve_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
     if method not in METHODS:
         raise ProjectionError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method == "umap" and "umap" not in available_methods():
-        raise ProjectionError("UMAP needs the umap-learn package: pip install umap-learn")
+        raise ProjectionError(f"UMAP needs the umap-learn package: {UMAP_INSTALL}")
     defaults = {"pca": {}, "tsne": TSNE_DEFAULTS, "umap": UMAP_DEFAULTS}[method]
     allowed = set(defaults) | ({"n_epochs", "spread"} if method == "umap" else set())
     unknown = sorted(set(params) - allowed)
