@@ -171,6 +171,10 @@ if ds is not None:  # the map and everything drawn from the dataset
         p = int(np.searchsorted(table.rows, sel_row))
         sel_pos = p if p < len(table.rows) and table.rows[p] == sel_row else None
     elif sel_row is not None:
+        state.link_notice(
+            f"Image #{sel_row} is not in this dataset (it has {len(ds):,} images), so nothing is "
+            "selected."
+        )
         state.set_selected_index(None)
         sel_row = None
     lasso_rows = st.session_state.get("_lasso_rows") or []
@@ -186,10 +190,6 @@ if ds is not None:
     with right:
         if live_dec is not None and method != "pca":
             table_id = live.table(table.mean, xy, table.rows)  # for the ★'s neighbour median
-        state.link_notice(
-            f"Image #{sel_row} is not in this dataset (it has {len(ds):,} images), so nothing is "
-            "selected."
-        )
         else:
             table_id = None
     live_proj = live.projection_spec(proj, table_id) if live_dec is not None else None
