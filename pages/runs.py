@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from vae import archive, jobs
-from vae.checkpoint import CheckpointError
-from vae.record import RunDir, read_logs
+from vae.checkpoint import CheckpointError, train_state_meta
+from vae.record import read_logs
 from vae.ui import models, state, training
 
 VERSION = "_library_version"  # bumped after a change, to reset the table selection and upload
@@ -185,7 +185,7 @@ if up is not None:
     if st.button("Import", key="lib_import", icon=":material/upload:", type="primary"):
         try:
             path = jobs.import_zip(data, name)
-            resumable = RunDir(path).state_meta.is_file()
+            resumable = train_state_meta(path) is not None
             st.session_state["_library_notice"] = f"Imported **{path.name}**" + (
                 " with its training state: select it to resume training on the Train page."
                 if resumable

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from vae import archive, jobs
-from vae.checkpoint import METRICS_JSONL, CheckpointError, load_run, read_jsonl
+from vae.checkpoint import METRICS_JSONL, CheckpointError, load_run, read_jsonl, train_state_meta
 from vae.config import ModelConfig, TrainConfig
 from vae.train import STATUS_FILE, STOP_FILE, build_parser, configs_from_args
 
@@ -114,7 +114,7 @@ def test_stop_gives_a_valid_checkpoint_and_resume_reaches_the_end(root):
     assert stopped.state == "stopped", stopped.message
     assert stopped.can_resume and "checkpoint is kept" in stopped.message
     load_run(run_dir)  # the checkpoint written at the stop is valid
-    state = json.loads((run_dir / "train_state.json").read_text())
+    state = train_state_meta(run_dir)  # the step, epoch, ... in train_state.safetensors
     assert state["step"] == stopped.step
 
     target = state["epoch"] + 2

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from vae import archive, jobs
-from vae.checkpoint import CheckpointError, check_train_state
+from vae.checkpoint import CheckpointError, check_train_state, train_state_meta
 from vae.record import RunDir, read_logs
 
 pytestmark = pytest.mark.timeout(240)
@@ -44,7 +44,7 @@ def test_full_backup_imports_as_a_resumable_run_with_its_curves(trained, tmp_pat
     }
     assert names == {"config.json", "model.safetensors", "metrics.json", "metrics.jsonl"}
     blob = archive.export_zip(trained, full=True)
-    assert _names(blob) == names | {"steps.jsonl", "train_state.safetensors", "train_state.json"}
+    assert _names(blob) == names | {"steps.jsonl", "train_state.safetensors"}  # one state file
     dest = jobs.import_zip(blob, "restored", tmp_path / "runs")
     assert read_logs(dest) == read_logs(trained)  # the curves came along
     check_train_state(dest)
@@ -57,20 +57,33 @@ def test_full_backup_imports_as_a_resumable_run_with_its_curves(trained, tmp_pat
     assert [e["epoch"] for e in epochs] == [1, 2]
 
 
-def test_a_backup_with_a_torn_training_state_is_refused(trained, tmp_path):
+def _backup(trained: Path, state: dict[str, bytes]) -> bytes:
+    """A backup of `trained` whose training state files are `state` (name -> bytes)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        for f in archive.BACKUP_MEMBERS:
+        for f in archive.MEMBERS:
             if (trained / f).is_file():
-                data = (trained / f).read_bytes()
-                if f == "train_state.json":  # as if killed between the two files' saves
-                    meta = json.loads(data)
-                    meta["sha256"] = "0" * 64
-                    data = json.dumps(meta).encode()
-                zf.writestr(f"run/{f}", data)
+                zf.writestr(f"run/{f}", (trained / f).read_bytes())
+        for f, data in state.items():
+            zf.writestr(f"run/{f}", data)
+    return buf.getvalue()
+
+
+def test_a_backup_with_a_torn_training_state_is_refused(trained, tmp_path):
+    from safetensors.torch import load_file, save
+
+    blob = (trained / "train_state.safetensors").read_bytes()
+    cut = _backup(trained, {"train_state.safetensors": blob[: len(blob) // 2]})  # killed mid-copy
+    with pytest.raises(CheckpointError, match="train_state.safetensors is not a valid"):
+        jobs.import_zip(cut, "cut", tmp_path / "runs")
+    # the layout of runs saved before: tensors + train_state.json naming their sha256
+    tensors = save(load_file(trained / "train_state.safetensors"))
+    meta = {**train_state_meta(trained), "sha256": "0" * 64}  # killed between the two saves
+    torn = {"train_state.safetensors": tensors, "train_state.json": json.dumps(meta).encode()}
     with pytest.raises(CheckpointError, match="torn save"):
-        jobs.import_zip(buf.getvalue(), "torn", tmp_path / "runs")
-    assert not (tmp_path / "runs" / "torn").exists()
+        jobs.import_zip(_backup(trained, torn), "torn", tmp_path / "runs")
+    assert not (tmp_path / "runs" / "torn").exists() and not (tmp_path / "runs" / "cut").exists()
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == []  # no staging folder left
 
 
 def test_library_lists_shipped_models_read_only_and_confirms_an_import(

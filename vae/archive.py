@@ -16,6 +16,7 @@ import io
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +32,11 @@ from vae.checkpoint import (
     CheckpointError,
     check_train_state,
     load_run,
+    write_error,
 )
 from vae.record import RunDir
 
-MAX_ZIP_BYTES = 50 * 1024 * 1024  # compressed archive: server.maxUploadSize in .streamlit/config.toml
+MAX_ZIP_BYTES = 50 * 1024 * 1024  # compressed: server.maxUploadSize in .streamlit/config.toml
 MAX_UNZIPPED_BYTES = 200 * 1024 * 1024  # sum of the members we extract
 MEMBERS = (CONFIG_FILE, WEIGHTS_FILE, METRICS_JSON, METRICS_JSONL)  # a model zip
 STEPS_FILE = RunDir(".").steps_log.name
@@ -42,6 +44,8 @@ BACKUP_MEMBERS = (*MEMBERS, STEPS_FILE, STATE_FILE, STATE_META_FILE)  # + curves
 
 ALLOWED_SUFFIXES = (".json", ".jsonl", ".safetensors")  # other files of these kinds are skipped
 IGNORED = ("__MACOSX/", ".DS_Store")
+IMPORT_PREFIX = ".import-"  # the hidden staging folder of an import in progress
+STALE_IMPORT_S = 3600.0  # a staging folder untouched this long belongs to a killed import
 
 
 @dataclass
@@ -141,21 +145,28 @@ def extract_zip(
 
     The files go to a hidden temp folder next to `dest`, the run is loaded with
     `vae.checkpoint.load_run` (config, shapes, finite weights), and only then renamed to `dest`,
-    so a bad or half-written upload is never visible. Raises CheckpointError.
+    so a bad or half-written upload is never visible. Raises CheckpointError, or WriteError
+    (nothing left behind) when `dest`'s folder is read-only, full or a file.
     """
     ck = check_zip(data, max_zip_bytes=max_zip_bytes, max_unzipped_bytes=max_unzipped_bytes)
     dest = Path(dest)
     if dest.exists():
         raise CheckpointError(f"{dest} already exists")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # one level down, so that folder scanners (which look for <dir>/config.json) never see it
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".import-"))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # one level down, so that folder scanners (which look for <dir>/config.json) never see it
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=IMPORT_PREFIX))
+    except OSError as e:
+        raise write_error(e, dest) from None
     staged = tmp / "run"
     try:
-        staged.mkdir()
-        for base, info in ck.members.items():
-            with ck.zf.open(info) as src, open(staged / base, "wb") as dst:
-                _copy_capped(src, dst, info.file_size, info.filename)
+        try:
+            staged.mkdir()
+            for base, info in ck.members.items():
+                with ck.zf.open(info) as src, open(staged / base, "wb") as dst:
+                    _copy_capped(src, dst, info.file_size, info.filename)
+        except OSError as e:
+            raise write_error(e, dest) from None
         try:
             load_run(staged)  # validate before it becomes visible
             if (staged / STATE_FILE).exists() or (staged / STATE_META_FILE).exists():
@@ -165,11 +176,35 @@ def extract_zip(
             raise CheckpointError(f"this checkpoint cannot be used: {msg}") from None
         try:
             os.rename(staged, dest)
-        except OSError:
-            raise CheckpointError(f"{dest} already exists") from None
+        except OSError as e:
+            if dest.exists():
+                raise CheckpointError(f"{dest} already exists") from None
+            raise write_error(e, dest) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def clean_stale_imports(folder: str | os.PathLike, max_age_s: float = STALE_IMPORT_S) -> list[Path]:
+    """Remove the staging folders that killed imports left in `folder` (none of their files
+    touched for `max_age_s`). Returns what was removed; never raises."""
+    removed: list[Path] = []
+    try:
+        staging = [p for p in Path(folder).iterdir() if p.name.startswith(IMPORT_PREFIX)]
+    except OSError:
+        return removed
+    now = time.time()
+    for d in staging:
+        try:
+            if not d.is_dir() or d.is_symlink():
+                continue
+            newest = max(p.lstat().st_mtime for p in (d, *d.rglob("*")))
+        except OSError:
+            continue  # gone meanwhile
+        if now - newest >= max_age_s:
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
 
 
 def export_zip(run_dir: str | os.PathLike, *, full: bool = False) -> bytes:

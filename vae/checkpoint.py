@@ -1,22 +1,29 @@
-"""Run folders: `config.json` + `model.safetensors` (+ `train_state.*`, `metrics.json[l]`).
+"""Run folders: `config.json` + `model.safetensors` (+ `train_state.safetensors`, metrics).
 
-Nothing here unpickles. Every write goes to a temp file in the same folder, then `os.replace`,
-so a job killed mid-save leaves the previous file intact.
+Nothing here unpickles. Every write goes to a temp file `.NAME.XXXX.tmp` in the same folder, then
+`os.replace`, so a job killed mid-save leaves the previous file intact; the temp files such a
+kill leaves are removed by `clean_stale_temps` when the folder is next opened. A write that
+fails (disk full, read-only folder, a file where a folder should be) removes its temp file and
+raises `WriteError`, whose message names the folder and the reason.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
+import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
 from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.errors import ExplorerError
@@ -41,21 +48,137 @@ class CheckpointError(ExplorerError, ValueError):
     """A checkpoint is missing, unsafe, malformed or incompatible. The message says why."""
 
 
+class WriteError(ExplorerError, OSError):
+    """A file could not be written: the disk is full, the folder is read-only, or a file is where
+    a folder should be. The message names the folder; `errno` is the system's error number."""
+
+
 # --- atomic file writes --------------------------------------------------------------------------
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+TMP_SUFFIX = ".tmp"
+TMP_RE = re.compile(r"\..+\.[A-Za-z0-9_]{6,}\.tmp")  # `.NAME.XXXXXXXX.tmp`, as mkstemp names it
+STALE_TMP_S = 60.0  # a temp file untouched this long, and not locked, belongs to no live writer
+
+_REASONS = {
+    errno.ENOSPC: "the disk is full",
+    getattr(errno, "EDQUOT", -1): "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied (the folder is read-only for this user)",
+    errno.EPERM: "permission denied (the folder is read-only for this user)",
+}
+
+
+def os_error_reason(e: OSError) -> str:
+    """A plain reason for an OSError: 'the disk is full', 'permission denied (...)', ..."""
+    return _REASONS.get(e.errno or 0) or (e.strerror or str(e) or type(e).__name__).lower()
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The first of `folder` and its parents that exists but is not a folder."""
+    for p in (folder, *folder.parents):
+        if p.exists() or p.is_symlink():
+            return None if p.is_dir() else p
+    return None
+
+
+def write_problem(e: OSError, folder: str | os.PathLike) -> str:
+    """Why writing into `folder` failed: 'the disk is full', '<path> is a file, not a folder'..."""
+    folder = Path(folder)
+    blocker = _file_in_the_way(folder)
+    if blocker is not None or e.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"{blocker or folder} is a file, not a folder"
+    return os_error_reason(e)
+
+
+def write_error(e: OSError, path: str | os.PathLike) -> WriteError:
+    """The WriteError for failing to write the file `path`: names its folder and the reason."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if isinstance(e, WriteError):
+        return e
+    err = WriteError(f"cannot write {path.name} to {path.parent}: {write_problem(e, path.parent)}")
+    err.errno, err.filename = e.errno, str(path.parent)
+    return err
+
+
+def _lock(fd: int) -> None:
+    """Hold an advisory lock on a temp file while it is written (POSIX; elsewhere only the age
+    of a temp file tells `clean_stale_temps` that its writer is gone)."""
     try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (ImportError, OSError):
+        pass
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` through a locked temp file in the same folder and `os.replace`.
+    On any failure the temp file is removed and `path` is left as it was; an OSError comes back
+    as a `WriteError` naming the folder."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    except OSError as e:
+        raise write_error(e, path) from None
+    try:
         with os.fdopen(fd, "wb") as f:
+            _lock(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is meant to be shared
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise write_error(e, path) from None
         raise
+
+
+def clean_stale_temps(folder: str | os.PathLike, max_age_s: float = STALE_TMP_S) -> list[Path]:
+    """Remove the `.NAME.XXXX.tmp` files that killed writers left in `folder`: those untouched
+    for `max_age_s` and not locked by a writer. Returns what was removed; never raises."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not TMP_RE.fullmatch(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if now - entry.stat(follow_symlinks=False).st_mtime < max_age_s or _locked(entry.path):
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+    return removed
+
+
+def _locked(path: str) -> bool:
+    """Whether a live writer holds the lock of `_lock` on the file."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return True  # cannot tell: leave it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -72,10 +195,24 @@ def atomic_save_tensors(
 
 
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append one JSON line. Readers skip a torn last line, so no temp file is needed."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
+    """Append one JSON line. Readers skip a torn last line, so no temp file is needed; a write
+    that fails (disk full) is cut off again, so the next line starts on a line of its own."""
+    line = (json.dumps(record) + "\n").encode()
+    try:
+        with open(path, "ab", buffering=0) as f:
+            start = f.seek(0, os.SEEK_END)
+            try:
+                done = 0
+                while done < len(line):
+                    done += f.write(line[done:]) or 0
+            except OSError:
+                try:
+                    f.truncate(start)
+                except OSError:
+                    pass
+                raise
+    except OSError as e:
+        raise write_error(e, path) from None
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
@@ -102,7 +239,10 @@ def save_model(
 ) -> Path:
     """Write weights first, then the config, both atomically."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(e, run_dir / WEIGHTS_FILE) from None
     state = {k: v.float() for k, v in unwrap(model).state_dict().items()}
     atomic_save_tensors(run_dir / WEIGHTS_FILE, state, {"format_version": str(FORMAT_VERSION)})
     cfg = {
@@ -260,16 +400,20 @@ def weights_hash(run_dir: str | os.PathLike) -> str:
 
 
 # --- training state -------------------------------------------------------------------------------
+STATE_META_KEY = "train_state"  # the JSON metadata inside train_state.safetensors' header
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors format's own limit
+
+
 def save_train_state(
     run_dir: str | os.PathLike,
     optimizer: torch.optim.Optimizer,
     tensors: dict[str, torch.Tensor],
     meta: dict[str, Any],
 ) -> None:
-    """Optimizer state and RNG tensors as safetensors; step, epoch and param groups as JSON.
-
-    The tensors file is written first; the JSON names its sha256, so a torn pair is detected.
-    """
+    """Optimizer state and RNG tensors, with step, epoch and param groups as JSON in the header's
+    metadata: one file, replaced in one `os.replace`, so a kill mid-save leaves the last whole
+    state. (Runs saved before kept the JSON beside it, in train_state.json; that file is removed
+    here, and `read_train_state` still reads such pairs.)"""
     run_dir = Path(run_dir)
     opt = optimizer.state_dict()
     flat = dict(tensors)
@@ -277,53 +421,113 @@ def save_train_state(
         for key, val in st.items():
             t = val if torch.is_tensor(val) else torch.tensor(val)
             flat[f"opt.{idx}.{key}"] = t
-    blob = save({k: v.detach().contiguous().cpu() for k, v in flat.items()})
-    atomic_write_bytes(run_dir / STATE_FILE, blob)
     doc = dict(meta)
     doc["param_groups"] = opt["param_groups"]
-    doc["sha256"] = hashlib.sha256(blob).hexdigest()
     doc["format_version"] = FORMAT_VERSION
-    atomic_write_json(run_dir / STATE_META_FILE, doc)
+    header = {STATE_META_KEY: json.dumps(doc, allow_nan=False)}
+    blob = save({k: v.detach().contiguous().cpu() for k, v in flat.items()}, metadata=header)
+    atomic_write_bytes(run_dir / STATE_FILE, blob)
+    try:
+        (run_dir / STATE_META_FILE).unlink(missing_ok=True)  # an old-layout pair's JSON
+    except OSError:
+        pass  # harmless: the metadata in the header wins
+
+
+def _header_metadata(f: io.BufferedIOBase, name: str) -> dict[str, str]:
+    """The `__metadata__` of a safetensors header, reading only the header."""
+    raw = f.read(8)
+    n = int.from_bytes(raw, "little") if len(raw) == 8 else -1
+    if not 0 < n <= MAX_HEADER_BYTES:
+        raise CheckpointError(f"{name} is not a valid safetensors file (bad header)")
+    try:
+        header = json.loads(f.read(n))
+    except (ValueError, RecursionError):
+        raise CheckpointError(f"{name} is not a valid safetensors file (bad header)") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _state_doc(text: Any, where: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        doc = None
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{where}: the training metadata is not a JSON object")
+    for key in ("step", "epoch", "batch_in_epoch"):
+        v = doc.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise CheckpointError(f"{where}: the training metadata needs a whole number {key!r}")
+    if not isinstance(doc.get("param_groups"), list):
+        raise CheckpointError(f"{where}: the training metadata has no optimizer param_groups")
+    return doc
+
+
+def train_state_meta(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """Step, epoch and the rest of a run's training metadata, from the state file's header only
+    (or an old run's train_state.json); None when the run has no readable training state."""
+    run_dir = Path(run_dir)
+    try:
+        with open(run_dir / STATE_FILE, "rb") as f:
+            text = _header_metadata(f, STATE_FILE).get(STATE_META_KEY)
+        if text is not None:
+            return _state_doc(text, STATE_FILE)
+        return _state_doc(json.dumps(read_json(run_dir / STATE_META_FILE)), STATE_META_FILE)
+    except (OSError, CheckpointError):
+        return None
+
+
+def read_train_state(run_dir: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(the tensors, the metadata) of a run's training state, checked whole. Reads the one-file
+    layout, and the old pair (train_state.safetensors + train_state.json naming its sha256)."""
+    run_dir = Path(run_dir)
+    blob_path = run_dir / STATE_FILE
+    try:
+        blob = blob_path.read_bytes()
+    except FileNotFoundError:
+        if (run_dir / STATE_META_FILE).exists():
+            raise CheckpointError(
+                f"{run_dir} has {STATE_META_FILE} but no {STATE_FILE} to resume from"
+            ) from None
+        raise CheckpointError(f"{run_dir} has no {STATE_FILE} to resume from") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {blob_path}: {os_error_reason(e)}") from None
+    text = _header_metadata(io.BytesIO(blob), STATE_FILE).get(STATE_META_KEY)
+    if text is not None:
+        meta = _state_doc(text, STATE_FILE)
+    else:  # the old layout: the JSON beside the tensors names their sha256
+        if not (run_dir / STATE_META_FILE).exists():
+            raise CheckpointError(f"{STATE_FILE} holds no training metadata (step, epoch)")
+        meta = _state_doc(json.dumps(read_json(run_dir / STATE_META_FILE)), STATE_META_FILE)
+        if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
+            raise CheckpointError(f"{STATE_FILE} does not match {STATE_META_FILE} (torn save?)")
+    try:
+        flat = load(blob)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{STATE_FILE} is not a valid safetensors file: {e}") from None
+    return flat, meta
 
 
 def check_train_state(run_dir: str | os.PathLike) -> None:
-    """Raise unless the run's training state is a whole, matching safetensors + JSON pair."""
-    run_dir = Path(run_dir)
-    meta = read_json(run_dir / STATE_META_FILE)
-    blob_path = run_dir / STATE_FILE
-    if not blob_path.is_file():
-        raise CheckpointError(f"{run_dir} has no {STATE_FILE} to resume from")
-    if hashlib.sha256(blob_path.read_bytes()).hexdigest() != meta.get("sha256"):
-        raise CheckpointError(f"{STATE_FILE} does not match {STATE_META_FILE} (torn save?)")
-    try:
-        load_file(blob_path)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{STATE_FILE} is not a valid safetensors file: {e}") from None
+    """Raise unless the run's training state is whole (one file, or a matching old pair)."""
+    read_train_state(run_dir)
 
 
 def load_train_state(
     run_dir: str | os.PathLike, optimizer: torch.optim.Optimizer
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Restore the optimizer in place; returns (the other tensors, the JSON meta)."""
-    run_dir = Path(run_dir)
-    meta = read_json(run_dir / STATE_META_FILE)
-    blob_path = run_dir / STATE_FILE
-    if not blob_path.exists():
-        raise CheckpointError(f"{run_dir} has no {STATE_FILE} to resume from")
-    blob = blob_path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
-        raise CheckpointError(f"{blob_path} does not match {STATE_META_FILE} (torn save?)")
-    try:
-        flat = load_file(blob_path)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{blob_path} is not a valid safetensors file: {e}") from None
+    """Restore the optimizer in place; returns (the other tensors, the metadata)."""
+    flat, meta = read_train_state(run_dir)
     state: dict[int, dict[str, Any]] = {}
     rest: dict[str, torch.Tensor] = {}
-    for k, v in flat.items():
-        if k.startswith("opt."):
-            _, idx, key = k.split(".", 2)
-            state.setdefault(int(idx), {})[key] = v
-        else:
-            rest[k] = v
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    try:
+        for k, v in flat.items():
+            if k.startswith("opt."):
+                _, idx, key = k.split(".", 2)
+                state.setdefault(int(idx), {})[key] = v
+            else:
+                rest[k] = v
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{STATE_FILE}: the optimizer state does not fit: {e}") from None
     return rest, meta

@@ -6,11 +6,23 @@ from __future__ import annotations
 
 import argparse
 
-from vae.checkpoint import Run, load_run
+from vae.checkpoint import Run, load_run, os_error_reason
 from vae.config import ModelConfig
 from vae.device import resolve_device
+from vae.errors import ExplorerError
 
 BINARIZE = {"auto": None, "yes": True, "no": False}  # --binarize -> TrainConfig.binarize
+
+
+def error_line(e: BaseException) -> str:
+    """The one `error: ...` line a CLI prints for `e`: the project's own message, or for any
+    other OSError (a read-only or full disk) the file and the reason, never a traceback."""
+    if isinstance(e, OSError) and not isinstance(e, ExplorerError):
+        where = f"{e.filename}: " if e.filename else ""
+        text = f"{where}{os_error_reason(e)}"
+    else:
+        text = str(e)
+    return "error: " + " ".join(text.split())
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:

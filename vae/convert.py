@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from vae.checkpoint import MAX_WEIGHTS_BYTES, CheckpointError, Run, load_run, save_model
-from vae.cliutil import BINARIZE, add_data_arguments, add_model_arguments, model_config
+from vae.cliutil import BINARIZE, add_data_arguments, add_model_arguments, error_line, model_config
 from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.data import DatasetError, load_dataset
 from vae.errors import ExplorerError
@@ -311,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             force=args.force,
             command="python -m vae.convert " + shlex.join(argv),
         )
-    except (ConvertError, CheckpointError, ConfigError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ConvertError, CheckpointError, ConfigError, DatasetError, OSError) as e:
+        print(error_line(e), file=sys.stderr)
         return 2
     n = sum(v.numel() for v in run.model.state_dict().values())
     print(

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from vae.checkpoint import CheckpointError, Run
-from vae.cliutil import add_run_arguments, open_run
+from vae.cliutil import add_run_arguments, error_line, open_run
 from vae.data import DatasetError
 from vae.imageio import ImageError, open_image
 from vae.latents import cached_means, nearest
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run = open_run(p, args)
         train = cached_means(run, "train", args.data_dir, refresh=args.no_cache)
-    except (CheckpointError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (CheckpointError, DatasetError, OSError) as e:
+        print(error_line(e), file=sys.stderr)
         return 2
 
     failed = 0

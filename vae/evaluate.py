@@ -21,9 +21,10 @@ from vae.checkpoint import (
     CheckpointError,
     Run,
     atomic_write_json,
+    clean_stale_temps,
     read_json,
 )
-from vae.cliutil import add_run_arguments, open_run
+from vae.cliutil import add_run_arguments, error_line, open_run
 from vae.data import DatasetError, ImageDataset, subset
 from vae.latents import encode_dataset, run_dataset
 from vae.metrics import active_units, evaluate_elbo, iwae_nll, kl_per_dim, mig
@@ -79,8 +80,10 @@ def evaluate_run(
 
 
 def save_evaluation(run_dir: str | Path, split: str, results: dict[str, Any]) -> Path:
-    """Merge `results` into RUN/metrics.json as {"evaluation": {split: results}}, atomically."""
+    """Merge `results` into RUN/metrics.json as {"evaluation": {split: results}}, atomically.
+    Raises WriteError (metrics.json as it was, no temp file left) when RUN cannot be written."""
     path = Path(run_dir) / METRICS_JSON
+    clean_stale_temps(run_dir)
     doc = read_json(path) if path.exists() else {}
     evaluation = doc.get("evaluation")
     evaluation = dict(evaluation) if isinstance(evaluation, dict) else {}
@@ -152,20 +155,27 @@ def main(argv: list[str] | None = None) -> int:
             run, ds, iw_samples=args.iw_samples, batch_size=args.batch_size, seed=args.seed
         )
         results = {"run": str(run.path), "split": args.split, **results}
-        if args.save:
-            save_evaluation(run.path, args.split, results)
-    except (CheckpointError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (CheckpointError, DatasetError, OSError) as e:
+        print(error_line(e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    saved = None
+    if args.save:
+        try:
+            saved = save_evaluation(run.path, args.split, results)
+        except (CheckpointError, OSError) as e:  # the results are printed anyway, not lost
+            saved = e
     if args.json:
         print(json.dumps(_finite(results)))
     else:
         print(format_report(run, args.split, results))
-        if args.save:
-            print(f"\nsaved to {run.path / METRICS_JSON}")
+        if isinstance(saved, Path):
+            print(f"\nsaved to {saved}")
+    if isinstance(saved, Exception):
+        print(f"{error_line(saved)} (the results above were not saved)", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vae.checkpoint import STATE_META_FILE, atomic_write_json
+from vae.checkpoint import atomic_write_json, train_state_meta, write_problem
 from vae.config import ModelConfig, TrainConfig
 from vae.jobs.proc import lower_priority, proc_start, wait_and_record
 from vae.jobs.state import (
@@ -42,9 +43,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @contextmanager
 def runs_lock(root: Path) -> Iterator[None]:
-    """Exclusive lock on `<root>/.jobs.lock` for check-then-launch decisions across sessions."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_FILE, "a") as f:
+    """Exclusive lock on `<root>/.jobs.lock` for check-then-launch decisions across sessions.
+    A runs folder that cannot be written (read-only, a file) is a JobError naming it."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        f = open(root / LOCK_FILE, "a")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise JobError(
+            f"the runs folder {root} cannot be written: {write_problem(e, root)}"
+        ) from None
+    with f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -161,11 +169,18 @@ def start(
                 f"a run named {name!r} already exists; pick another name, or resume or delete it"
             )
         _check_capacity(root, slot)
-        run_dir.mkdir(parents=True)
-        cmd = train_command(
-            model_cfg, cfg, run_dir, threads=threads or default_threads(slot), log_every=log_every
-        )
-        return _launch(run_dir, cmd, slot, "start", cfg.epochs)
+        try:
+            run_dir.mkdir(parents=True)
+            cmd = train_command(
+                model_cfg, cfg, run_dir, threads=threads or default_threads(slot),
+                log_every=log_every,
+            )  # fmt: skip
+            return _launch(run_dir, cmd, slot, "start", cfg.epochs)
+        except OSError as e:  # a full disk: the half-made run folder goes, so the name is free
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise JobError(
+                f"could not start {name} in the runs folder {root}: {write_problem(e, root)}"
+            ) from None
 
 
 def resume(
@@ -184,7 +199,7 @@ def resume(
         s = job_status(run_dir)
         if s.active:
             raise JobError(f"{name} is already {s.state}")
-        meta = _read(run_dir / STATE_META_FILE)
+        meta = train_state_meta(run_dir)
         if not meta or not s.has_model:
             raise JobError(f"{name} has no training state to resume from")
         try:
@@ -214,7 +229,12 @@ def resume(
         threads = threads or default_threads(slot)
         if threads:
             cmd += ["--threads", str(threads)]
-        return _launch(run_dir, cmd, slot, "resume", total)
+        try:
+            return _launch(run_dir, cmd, slot, "resume", total)
+        except OSError as e:
+            raise JobError(
+                f"could not resume {name} in {run_dir}: {write_problem(e, run_dir)}"
+            ) from None
 
 
 def stop(name: str, root: str | os.PathLike | None = None) -> JobStatus:

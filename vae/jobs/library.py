@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vae.checkpoint import CONFIG_FILE, METRICS_JSON
+from vae.checkpoint import CONFIG_FILE, METRICS_JSON, WriteError, clean_stale_temps, write_problem
 from vae.jobs.launch import runs_lock
 from vae.jobs.state import JobError, JobStatus, _read, check_name, job_status, run_dirs, runs_root
 from vae.record import headline
@@ -46,14 +46,20 @@ def delete_run(name: str, root: str | os.PathLike | None = None) -> None:
 
 
 def import_zip(data: bytes, name: str, root: str | os.PathLike | None = None) -> Path:
-    """Add a checkpoint zip to the runs folder as `<root>/<name>` (see `vae.archive`)."""
+    """Add a checkpoint zip to the runs folder as `<root>/<name>` (see `vae.archive`). A runs
+    folder that cannot be written (read-only, full, a file) is a JobError naming it."""
     from vae.archive import extract_zip
 
     root = Path(root or runs_root())
     name = check_name(name)
     if (root / name).exists():
         raise JobError(f"a run named {name!r} already exists; pick another name")
-    return extract_zip(data, root / name)
+    try:
+        return extract_zip(data, root / name)
+    except WriteError as e:
+        raise JobError(
+            f"could not import into the runs folder {root}: {write_problem(e, root)}"
+        ) from None
 
 
 @dataclass
@@ -101,10 +107,15 @@ def run_info(run_dir: Path) -> RunInfo:
 
 
 def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
-    """Every run under the runs root, newest first."""
+    """Every run under the runs root, newest first. The temp files of killed saves and imports
+    (older than a minute, and an hour) are removed on the way."""
+    from vae.archive import clean_stale_imports
+
+    clean_stale_imports(root or runs_root())
     infos = []
     for d in run_dirs(root):
         try:
+            clean_stale_temps(d)
             infos.append(run_info(d))
         except OSError:
             continue  # deleted while we looked

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vae.checkpoint import CONFIG_FILE, STATE_META_FILE, WEIGHTS_FILE, CheckpointError, read_json
+from vae.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_json, train_state_meta
 from vae.errors import ExplorerError
 from vae.jobs.proc import pid_alive
 from vae.record import RunDir
@@ -219,8 +219,8 @@ def job_status(run_dir: str | os.PathLike) -> JobStatus:
     s.can_resume = (
         not s.active
         and s.state in ("stopped", "failed")
-        and (run_dir / STATE_META_FILE).is_file()
         and has_model
+        and train_state_meta(run_dir) is not None
     )
     return s
 

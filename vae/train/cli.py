@@ -26,7 +26,13 @@ from typing import Any
 import torch
 
 from vae.checkpoint import CheckpointError, atomic_write_json, read_config
-from vae.cliutil import BINARIZE, add_data_arguments, add_model_arguments, model_config
+from vae.cliutil import (
+    BINARIZE,
+    add_data_arguments,
+    add_model_arguments,
+    error_line,
+    model_config,
+)
 from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.data import DatasetError, load_dataset
 from vae.train.loop import train
@@ -248,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             max_steps=args.max_steps,
             preview_every_s=args.preview_every_s,
         )
-    except (TrainingError, DatasetError, ConfigError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (TrainingError, DatasetError, ConfigError, CheckpointError, ValueError, OSError) as e:
+        print(error_line(e), file=sys.stderr)  # a full or read-only disk too: names the folder
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         m = result.metrics

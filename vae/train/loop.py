@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from vae.checkpoint import append_jsonl, atomic_write_json, save_preview
+from vae.checkpoint import append_jsonl, atomic_write_json, save_preview, weights_hash
 from vae.config import ModelConfig, TrainConfig
 from vae.model import VAE
 from vae.objectives import ELBOTerms, dynamic_binarize, elbo, iwae_objective
@@ -33,7 +33,7 @@ from vae.record import RunDir
 from vae.train.preview import PreviewSchedule
 from vae.train.seeding import epoch_permutation, step_generator
 from vae.train.setup import Setup, save_checkpoint, setup
-from vae.train.status import StatusWriter, StepInfo, append_step, open_run_dir
+from vae.train.status import StatusWriter, StepInfo, append_step, drop_logs_after, open_run_dir
 from vae.train.stopping import StopFlag, TrainingError, should_stop
 from vae.train.sums import EMPTY_SUMS, RunningSums
 
@@ -99,6 +99,8 @@ def train(
 
     if s.is_main and not resume:
         checkpoint(0.0)  # a valid run folder from the first second
+    elif s.is_main and _resumed(s, run_dir):
+        checkpoint(s.wall_s)  # the weights were from a save cut short: make them the state's
     t_start, train_time, samples = time.perf_counter(), 0.0, 0
     state, last_record = "finished", {}
     try:
@@ -166,13 +168,13 @@ def train(
             atomic_write_json(RunDir(run_dir).metrics, metrics)
             status.write(state, epoch, step, eta_s=0.0)
         return TrainResult(run_dir, state, step, epoch, metrics)
-    except TrainingError as e:
-        _drop_preview(s, run_dir)
-        status.write("failed", epoch, step, eta_s=None, message=str(e))
-        raise
     except BaseException as e:
-        _drop_preview(s, run_dir)
-        status.write("failed", epoch, step, eta_s=None, message=f"{type(e).__name__}: {e}")
+        message = str(e) if isinstance(e, (TrainingError, OSError)) else f"{type(e).__name__}: {e}"
+        try:  # on a full or read-only disk these fail too; the error that got here matters
+            _drop_preview(s, run_dir)
+            status.write("failed", epoch, step, eta_s=None, message=message)
+        except OSError:
+            pass
         raise
     finally:
         if s.is_main:
@@ -226,6 +228,22 @@ def evaluate_split(
     out: dict[str, Any] = {k: v / n for k, v in tot.items()}
     out["kl_per_dim"] = (kl_d / n).tolist()
     return out
+
+
+def _resumed(s: Setup, run_dir: Path) -> bool:
+    """Say where a resumed run goes on from; drop the log lines of steps past that point (they
+    are trained again). True when model.safetensors is not the one saved with the state."""
+    drop_logs_after(run_dir, s.step)
+    where = f"step {s.step} (epoch {s.epoch + 1}, batch {s.batch_in_epoch} of {s.steps_per_epoch})"
+    try:
+        stale = s.weights_sha256 is not None and weights_hash(run_dir) != s.weights_sha256
+    except OSError:
+        stale = True  # no model.safetensors
+    note = f"resuming from {where}, the last complete training state"
+    if stale:
+        note += "; model.safetensors was from a later save that did not finish, so it is rewritten"
+    tqdm.write(note)
+    return stale
 
 
 def _drop_preview(s: Setup, run_dir: Path) -> None:

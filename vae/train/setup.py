@@ -2,6 +2,8 @@
 
 `setup()` returns a `Setup`; `save_checkpoint()` writes the weights, optimiser and RNG state that
 `setup(resume=True)` reads back, all in one train_state file so they always belong to one step.
+That file is written last and names the sha256 of the model.safetensors saved with it, so a save
+cut short between the two is seen on resume, which goes on from the last whole state.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from vae.checkpoint import CheckpointError, load_train_state, save_model, save_train_state
+from vae.checkpoint import (
+    CheckpointError,
+    load_train_state,
+    save_model,
+    save_train_state,
+    weights_hash,
+)
 from vae.config import ModelConfig, TrainConfig
 from vae.data import load_dataset
 from vae.device import resolve_device
@@ -49,6 +57,7 @@ class Setup:
     batch_in_epoch: int = 0
     epoch_acc: dict[str, Any] = field(default_factory=lambda: dict(EMPTY_SUMS))
     wall_s: float = 0.0  # wall time of the run before this process
+    weights_sha256: str | None = None  # resumed: the model.safetensors saved with the state
 
     @property
     def distributed(self) -> bool:
@@ -103,6 +112,7 @@ def setup(
     # data, resident on the device
     train_ds = load_dataset(cfg.dataset, "train", cfg.data_dir, image_size=cfg.image_size)
     test_ds = load_dataset(cfg.dataset, "test", cfg.data_dir, image_size=cfg.image_size)
+    check_splits(cfg.dataset, len(train_ds), len(test_ds), train_ds.extra.get("source"))
     if tuple(train_ds.image_shape) != tuple(model_cfg.image_shape):
         raise TrainingError(
             f"dataset {cfg.dataset} has images of shape {train_ds.image_shape}, but the model "
@@ -154,6 +164,20 @@ def setup(
     )
 
 
+def check_splits(dataset: str, n_train: int, n_test: int, source: str | None = None) -> None:
+    """Refuse an empty split before training on it (an empty batch has a NaN loss)."""
+    if n_train > 0 and n_test > 0:
+        return
+    where = f"{dataset!r}" + (f" ({source})" if source else "")
+    if n_train == 0:
+        raise TrainingError(
+            f"the training split of {where} is empty: the dataset has {n_train + n_test} "
+            f"image(s), and the test split takes {n_test}. Add images: a seeded split keeps "
+            "15% (at least 1) for testing, so training needs at least 2."
+        )
+    raise TrainingError(f"the test split of {where} is empty; the per-epoch test ELBO needs it")
+
+
 def resume_state(run_dir: Path, model: VAE, opt: torch.optim.Optimizer) -> dict[str, Any]:
     """Load weights, optimiser and torch RNG in place; returns where the run stopped."""
     rest, meta = load_train_state(run_dir, opt)
@@ -170,6 +194,7 @@ def resume_state(run_dir: Path, model: VAE, opt: torch.optim.Optimizer) -> dict[
         "batch_in_epoch": int(meta["batch_in_epoch"]),
         "epoch_acc": dict(meta.get("epoch_acc", EMPTY_SUMS)),
         "wall_s": float(meta.get("wall_s", 0.0)),
+        "weights_sha256": meta.get("weights_sha256"),
     }
 
 
@@ -184,8 +209,8 @@ def save_checkpoint(
     epoch_acc: dict[str, Any],
     wall_s: float,
 ) -> None:
-    """Weights and config.json (the loadable model), then the train_state to resume from.
-    Rank 0 only; the other ranks hold the same weights."""
+    """Weights and config.json (the loadable model), then the train_state to resume from, which
+    names the weights' sha256. Rank 0 only; the other ranks hold the same weights."""
     if not s.is_main:
         return
     save_model(run_dir, s.model, dataset=s.dataset_info, train=s.cfg.to_dict(), command=command)
@@ -197,5 +222,6 @@ def save_checkpoint(
         "batch_in_epoch": batch_in_epoch,
         "epoch_acc": epoch_acc,
         "wall_s": wall_s,
+        "weights_sha256": weights_hash(run_dir),
     }
     save_train_state(run_dir, s.opt, tensors, meta)

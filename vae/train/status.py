@@ -11,13 +11,20 @@ The file-name constants stay for `from vae.train import STATUS_FILE` and friends
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vae.checkpoint import append_jsonl, atomic_write_json
-from vae.record import RunDir
+from vae.checkpoint import (
+    append_jsonl,
+    atomic_write_bytes,
+    atomic_write_json,
+    clean_stale_temps,
+    write_error,
+)
+from vae.record import RunDir, read_jsonl
 
 STATUS_FILE = RunDir(".").status.name  # "status.json"
 STEPS_FILE = RunDir(".").steps_log.name  # "steps.jsonl"
@@ -40,15 +47,36 @@ class StepInfo:
 
 
 def open_run_dir(run_dir: Path, resume: bool) -> None:
-    """Make the folder; a fresh run drops the logs of an earlier one; an old STOP is removed, and
-    an old preview (the weights of a process that is gone, maybe past the checkpoint)."""
+    """Make the folder; a fresh run drops the logs of an earlier one; an old STOP is removed, an
+    old preview (the weights of a process that is gone, maybe past the checkpoint), and the temp
+    files of saves that were killed. Raises `WriteError` when the folder cannot be written."""
     rd = RunDir(run_dir)
-    rd.path.mkdir(parents=True, exist_ok=True)
+    try:
+        rd.path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(e, rd.status) from None
+    clean_stale_temps(rd.path)
     if not resume:
         for f in (rd.epochs_log, rd.steps_log):
             f.unlink(missing_ok=True)
     rd.stop.unlink(missing_ok=True)
     rd.preview.unlink(missing_ok=True)
+
+
+def drop_logs_after(run_dir: Path, step: int) -> None:
+    """Remove the lines of steps.jsonl and metrics.jsonl past `step` (a run resumed from `step`
+    trains those steps again, and would log them twice) and a torn last line (a kill mid-append),
+    which the next line would otherwise be glued to."""
+    for path in (RunDir(run_dir).steps_log, RunDir(run_dir).epochs_log):
+        try:
+            data = path.read_bytes()
+            torn = bool(data) and not data.endswith(b"\n")
+        except FileNotFoundError:
+            continue
+        records = read_jsonl(path)
+        keep = [r for r in records if not (isinstance(r.get("step"), int) and r["step"] > step)]
+        if len(keep) < len(records) or torn:
+            atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in keep).encode())
 
 
 def append_step(run_dir: Path, info: StepInfo) -> None:
