@@ -7,7 +7,19 @@ import streamlit as st
 
 from vae.data import DatasetError
 from vae.projection import METHODS, UMAP_INSTALL, PCAProjection, available_methods, warm_up_umap
-from vae.ui import cache, data, image_grids, images, infer, live, maps, models, sliders, state
+from vae.ui import (
+    cache,
+    data,
+    fits,
+    image_grids,
+    images,
+    infer,
+    live,
+    maps,
+    models,
+    sliders,
+    state,
+)
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 SIZES = [1000, 2000, 5000, 10_000]
@@ -111,8 +123,28 @@ if ds is not None:  # the map and everything drawn from the dataset
     def on_progress(frac: float, message: str) -> None:
         progress_slot.progress(float(np.clip(frac, 0, 1)), text=message)
 
+    # A t-SNE map not made yet is fitted in the background (vae.ui.fits) and drawn as it forms;
+    # meanwhile the latent panel places z on the PCA map, and PCA is one click away.
+    forming = None
+    if method == "tsne" and fits.ready(run, table, "tsne") is None:
+        forming = fits.start(run, table, "tsne")
+        if forming.error is not None:
+            st.error(f"Could not compute the t-SNE projection: {forming.error}")
+            if st.button("Try again", key="tsne_retry"):
+                fits.start(run, table, "tsne", retry=True)
+                st.rerun()
+            st.caption("Pick PCA above; it always works.")
+            st.stop()
+        if forming.done:
+            forming = None
+        else:
+            method = "pca"  # for the panel's star and the mini-map until the map is ready
     try:
-        proj = cache.projection(run, table, method, progress=on_progress)
+        proj = (
+            fits.ready(run, table, "tsne")
+            if method == "tsne"
+            else cache.projection(run, table, method, progress=on_progress)
+        )
     except (ValueError, ImportError, RuntimeError) as e:
         progress_slot.empty()
         st.error(f"Could not compute the {METHOD_NAMES.get(method, method)} projection: {e}")
@@ -415,7 +447,37 @@ if ds is None:
 defer_map = live_dec is None and not st.session_state.get("_map_drawn")
 st.session_state["_map_drawn"] = True
 
+
+@st.fragment(run_every=0.35)
+def forming_view(job: fits.FitJob) -> None:
+    """The t-SNE map as it forms, redrawn about three times a second; the finished map (or its
+    error) takes over with a full run."""
+    if job.done:
+        st.rerun()
+    st.progress(float(np.clip(job.frac, 0, 1)), text=job.message)
+    if job.partial is not None and len(job.partial) == len(table.rows):
+        fig = maps.latent_map(
+            job.partial,
+            color,
+            categorical=categorical,
+            color_title=color_name(color_by),
+            category_names=names,
+            rows=table.rows,
+            hover_labels=hover_labels if not categorical else None,
+        )
+        st.plotly_chart(fig.figure, key="forming_map", config={"displayModeBar": False})
+    st.caption(
+        f"t-SNE is forming: {len(table):,} images, drawn as the optimisation moves them. Switch "
+        "to PCA at any time; this fit carries on in the background and is saved, so the map is "
+        "ready when you come back."
+    )
+
+
 with left:
+    if forming is not None:
+        forming_view(forming)
+        state.sync_url()
+        st.stop()
     if defer_map:
         st.caption("Drawing the map…")
         time.sleep(0.3)

@@ -50,6 +50,18 @@ def _len(arr) -> int:
     return len(base64.b64decode(arr["bdata"])) // np.dtype(arr["dtype"]).itemsize
 
 
+def maps_ready(at: AppTest) -> AppTest:
+    """Wait for the background map fits (vae.ui.fits) to end, then rerun: the finished map."""
+    from vae.ui import fits
+
+    for job in list(fits._JOBS.values()):
+        if job.thread is not None:
+            job.thread.join(120)
+    at.run()
+    ok(at)
+    return at
+
+
 def goto(at: AppTest, page: str) -> AppTest:
     at.switch_page(f"pages/{page}.py").run()
     ok(at)

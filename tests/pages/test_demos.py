@@ -58,7 +58,7 @@ def test_anomaly_histogram_off_scale_bars_are_in_their_groups_colours():
     shown = [t for t in fig.data if t.showlegend is not False]
     assert [t.name for t in shown] == ["test set", "noise"]  # every colour drawn is in the legend
     colour = {t.name: t.marker.color for t in shown}
-    for name, v in groups.items():
+    for name in groups:
         traces = [t for t in fig.data if t.legendgroup == name]
         assert {t.marker.color for t in traces} == {colour[name]}
         total = sum(float(np.sum(t.y)) for t in traces)

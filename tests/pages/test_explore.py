@@ -20,6 +20,7 @@ from tests.pages.shared import (
     _model,
     decoded_url,
     latent_sliders,
+    maps_ready,
 )
 
 
@@ -146,6 +147,7 @@ def test_wide_model_live_panel_shows_top_16_then_all(app):
 def test_tsne_map_sends_the_table_for_the_live_star(app):
     app.get("button_group")[0].set_value("tsne").run()
     ok(app)
+    maps_ready(app)  # the map forms in the background first (tests/pages/test_forming_map.py)
     data = live_app.panel(app)
     assert data["proj"]["method"] == "tsne" and data["proj"]["table"]
     blobs = [b for b in live_app.carriers(app) if b[:4] == b"VAET"]

@@ -286,7 +286,7 @@ def test_library_lists_and_imports(dirs):
     assert errors(at) == [] and started(dirs) == ["made-elsewhere"]
     (table,) = at.dataframe
     assert list(table.value["Name"]) == ["made-elsewhere"]
-    assert table.value["Score"][0].startswith("NLL ≤ ")  # bounded by the last test ELBO (vae.record)
+    assert table.value["Score"][0].startswith("NLL ≤ ")  # bounded by the test ELBO
     assert table.value["Latent"][0] == 3
     # an unsafe zip is refused with the reason, and nothing is added
     bad = io.BytesIO()

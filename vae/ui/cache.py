@@ -155,6 +155,8 @@ def projection(run: Run, table: LatentTable, method: str = "pca", seed: int = 0,
     then read from disk on later runs. `progress` gets (fraction in [0, 1], message) while a
     slow fit (t-SNE, UMAP) runs. Raises `vae.projection.ProjectionError` (a ValueError).
     """
+    if method == "tsne":  # one background fit per map, shared with Explore's forming view
+        return _tsne(run, table, seed, progress)
     n = len(table)
     slot = _projection_slot(str(run.path), models.stamp(run.path), n, seed, method)
     with slot["lock"]:
@@ -163,3 +165,23 @@ def projection(run: Run, table: LatentTable, method: str = "pca", seed: int = 0,
                 run, {"mean": table.mean}, method, seed, progress
             )
     return slot["projection"]
+
+
+def _tsne(run: Run, table: LatentTable, seed: int, progress: Progress | None):
+    """The t-SNE map: ready, or the background fit of `vae.ui.fits` waited for (reporting its
+    progress), so that two pages never fit the same map twice."""
+
+    from vae.projection import ProjectionError
+    from vae.ui import fits
+
+    hit = fits.ready(run, table, "tsne", seed)
+    if hit is not None:
+        return hit
+    job = fits.start(run, table, "tsne", seed, retry=True)
+    while job.thread is not None and job.thread.is_alive():
+        if progress:
+            progress(job.frac, job.message)
+        job.thread.join(0.2)
+    if job.error is not None:
+        raise ProjectionError(job.error)
+    return job.result
