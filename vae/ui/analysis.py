@@ -20,14 +20,29 @@ import numpy as np
 import streamlit as st
 
 from vae.checkpoint import Run
-from vae.record import RecordError, RunRecord, read_logs
+from vae.record import RecordError, RunDir, RunRecord, read_logs
 from vae.ui import data, models
 from vae.ui.cache import LatentTable
 
 
 def training_logs(run: Run) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The run's per-epoch (metrics.jsonl) and per-step (steps.jsonl) records, read fresh."""
-    return read_logs(run.path)
+    """The run's per-epoch (metrics.jsonl) and per-step (steps.jsonl) records, as the files are
+    now: read again whenever either file changes (a run still training), else remembered."""
+    rd = RunDir(run.path)
+    return _logs(str(run.path), (_file_stamp(rd.epochs_log), _file_stamp(rd.steps_log)))
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        s = path.stat()
+    except OSError:
+        return None
+    return s.st_mtime_ns, s.st_size
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _logs(path: str, stamps: tuple) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return read_logs(path)
 
 
 def stored_metrics(run: Run) -> dict[str, Any]:

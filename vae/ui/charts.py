@@ -5,6 +5,7 @@ The latent map itself is `vae.ui.maps.latent_map`; `add_path` and `add_points` d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,11 +42,13 @@ def curves(
 ) -> go.Figure:
     """One line per key of `series` ({record key: legend name}) over `x`; missing keys skipped."""
     fig = go.Figure()
+    xcol = _column(records, x)  # (N,), NaN where a record has no number
     for i, (key, name) in enumerate(series.items()):
-        pts = [(r[x], r[key]) for r in records if _num(r.get(x)) and _num(r.get(key))]
-        if not pts:
+        ycol = _column(records, key)
+        keep = np.isfinite(xcol) & np.isfinite(ycol)
+        if not keep.any():
             continue
-        xs, ys = zip(*pts, strict=True)
+        xs, ys = xcol[keep], ycol[keep]  # arrays: Plotly sends them as typed arrays, not lists
         fig.add_trace(
             go.Scatter(
                 x=xs,
@@ -69,7 +72,14 @@ def curves(
 
 
 def _num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _column(records: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
+    """The finite numbers under `key`, one per record, NaN where there is none (float64 (N,))."""
+    return np.fromiter(
+        (v if _num(v := r.get(key)) else math.nan for r in records), np.float64, len(records)
+    )
 
 
 # --- latent usage ---------------------------------------------------------------------------------

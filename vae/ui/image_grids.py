@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
+import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 
 from vae.ui.images import to_pil, upscale
@@ -97,10 +98,19 @@ def gif_bytes(
     fps: float = 8.0,
     boomerang: bool = True,
 ) -> bytes:
-    """An animated GIF that loops forever; with `boomerang` it plays forward then back."""
-    pics = [upscale(to_pil(f), size).convert("RGB") for f in frames]
-    if not pics:
+    """An animated GIF that loops forever; with `boomerang` it plays forward then back.
+
+    Remembered by content, so a page that shows the same frames again does not re-encode them
+    (a palette per frame and LZW for 20 frames take ~0.1 s)."""
+    if len(frames) == 0:
         raise ValueError("a GIF needs at least one frame")
+    pixels = [np.asarray(to_pil(f).convert("RGB")) for f in frames]  # uint8 (H, W, 3) each
+    return _gif(pixels, int(size), float(fps), bool(boomerang))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _gif(pixels: list[np.ndarray], size: int, fps: float, boomerang: bool) -> bytes:
+    pics = [upscale(Image.fromarray(p), size) for p in pixels]
     if boomerang and len(pics) > 2:
         pics = pics + pics[-2:0:-1]
     # a palette per frame: grey frames (<= 256 levels) stay exact, colour ones are quantised

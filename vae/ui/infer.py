@@ -1,6 +1,8 @@
 """Model calls for the app, numpy in and numpy out, so pages never touch torch.
 
 All functions run without gradients on the model's device and return float32 numpy arrays.
+Batches decoded by `decode` are remembered per model's weights (a page that is opened again
+draws its grids without decoding them again).
 """
 
 from __future__ import annotations
@@ -8,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import streamlit as st
 import torch
 
-from vae.checkpoint import Run
+from vae.checkpoint import WEIGHTS_FILE, Run
 from vae.threads import app_threads
 
 _threads_set = False
@@ -33,9 +36,34 @@ def _t(run: Run, a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a, dtype=np.float32), device=_dev(run))
 
 
-@torch.no_grad()
 def decode(run: Run, z: np.ndarray) -> np.ndarray:
-    """Image means for latent vectors: z (D,) -> (C, H, W), or (B, D) -> (B, C, H, W)."""
+    """Image means for latent vectors: z (D,) -> (C, H, W), or (B, D) -> (B, C, H, W).
+
+    A batch (B > 1) is remembered for the run's weights, so the same grid is decoded once; one
+    vector (a slider's z, new each time) is always decoded afresh."""
+    z = np.asarray(z, dtype=np.float32)
+    key = _weights_key(run) if z.ndim == 2 and len(z) > 1 else None
+    if key is None:
+        return _decode(run, z)
+    return _decode_batch(key, z, run)
+
+
+def _weights_key(run: Run) -> str | None:
+    """The run folder, its weights' (mtime, size) and the device; None without a weights file."""
+    try:
+        s = (run.path / WEIGHTS_FILE).stat()
+    except (OSError, TypeError):
+        return None
+    return f"{run.path}|{s.st_mtime_ns}|{s.st_size}|{_dev(run)}"
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _decode_batch(key: str, z: np.ndarray, _run: Run) -> np.ndarray:
+    return _decode(_run, z)  # (B, C, H, W); Streamlit hands each caller its own copy
+
+
+@torch.no_grad()
+def _decode(run: Run, z: np.ndarray) -> np.ndarray:
     zt = _t(run, z)
     out = run.model.decode(zt.reshape(-1, zt.shape[-1])).float().cpu().numpy()  # (B, C, H, W)
     return out[0] if np.ndim(z) == 1 else out
