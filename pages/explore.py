@@ -152,6 +152,7 @@ if ds is not None:  # the map and everything drawn from the dataset
         st.stop()
     progress_slot.empty()
     warm_up_umap()  # compile UMAP's code in the background, once per server (if installed)
+    fits.warm_up()  # and import openTSNE, so that even a shipped t-SNE map opens at once
     plane = D == 2 and method == "pca"  # a 2-D latent space needs no projection: z0, z1 as they are
     if plane:
         proj = PCAProjection.latent_plane(table.mean)

@@ -118,6 +118,26 @@ def start(run: Run, table: Any, method: str, seed: int = 0, retry: bool = False)
     return job
 
 
+_WARM = threading.Event()
+
+
+def warm_up() -> None:
+    """Import openTSNE (about 1-2 s on 2 cores) in a background thread, once per server, so
+    that the first t-SNE map a visitor asks for, even a cached or shipped one, does not wait."""
+    if _WARM.is_set():
+        return
+    _WARM.set()
+
+    def work() -> None:
+        try:
+            import openTSNE  # noqa: F401
+            import sklearn.neighbors  # noqa: F401
+        except ImportError:  # t-SNE then says so when asked for
+            pass
+
+    threading.Thread(target=work, name="warm-tsne", daemon=True).start()
+
+
 def running(run: Run, n: int, method: str, seed: int = 0) -> FitJob | None:
     """The job fitting this map right now, if any."""
     job = _JOBS.get(_key(run, n, seed, method))
