@@ -52,6 +52,9 @@ class WriteError(ExplorerError, OSError):
     """A file could not be written: the disk is full, the folder is read-only, or a file is where
     a folder should be. The message names the folder; `errno` is the system's error number."""
 
+    def __str__(self) -> str:  # the message alone, not OSError's "[Errno 28] ..."
+        return str(self.args[0]) if self.args else ""
+
 
 # --- atomic file writes --------------------------------------------------------------------------
 TMP_SUFFIX = ".tmp"

@@ -142,8 +142,10 @@ def read_only(monkeypatch):
         wmode = lambda f, mode="r", *a, **k: any(c in mode for c in "wax+")  # noqa: E731
         monkeypatch.setattr(builtins, "open", guard(builtins.open, writes=wmode))
         monkeypatch.setattr(io, "open", guard(io.open, writes=wmode))  # Path.open's
-        for name in ("mkdir", "unlink", "rmdir", "chmod", "utime"):
+        for name in ("unlink", "rmdir", "chmod", "utime"):
             monkeypatch.setattr(os, name, guard(getattr(os, name)))
+        new = lambda p, *a, **k: not os.path.lexists(p)  # noqa: E731 - else EEXIST, as ever
+        monkeypatch.setattr(os, "mkdir", guard(os.mkdir, writes=new))
         for name in ("replace", "rename"):
             monkeypatch.setattr(os, name, guard(getattr(os, name), which=(0, 1)))
 

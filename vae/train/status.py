@@ -56,11 +56,13 @@ def open_run_dir(run_dir: Path, resume: bool) -> None:
     except OSError as e:
         raise write_error(e, rd.status) from None
     clean_stale_temps(rd.path)
-    if not resume:
-        for f in (rd.epochs_log, rd.steps_log):
-            f.unlink(missing_ok=True)
-    rd.stop.unlink(missing_ok=True)
-    rd.preview.unlink(missing_ok=True)
+    old = [rd.stop, rd.preview] + ([] if resume else [rd.epochs_log, rd.steps_log])
+    for f in old:
+        try:
+            if f.exists():  # unlink(missing_ok) still fails on a read-only file system
+                f.unlink(missing_ok=True)
+        except OSError as e:
+            raise write_error(e, f) from None
 
 
 def drop_logs_after(run_dir: Path, step: int) -> None:
