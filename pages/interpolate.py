@@ -146,7 +146,11 @@ def on_map_click() -> None:
     picks[tag], picks["_last"] = row, tag
 
 
-tab_path, tab_math = st.tabs(["Interpolation", "Latent arithmetic"])
+# The arithmetic tab runs only while it is open (a click on it reruns the page). The
+# interpolation tab always runs: its endpoints (an upload too) must outlive a look at the other.
+tab_path, tab_math = st.tabs(
+    ["Interpolation", "Latent arithmetic"], key="interp_tab", on_change="rerun"
+)
 
 # --- interpolation ------------------------------------------------------------------------------
 with tab_path:
@@ -318,93 +322,103 @@ with tab_path:
 
 # --- latent arithmetic ---------------------------------------------------------------------------
 with tab_math:
-    st.caption(
-        "Codes add up: the difference between two codes is a direction, and adding it to a third "
-        "code carries a style or a class over to it."
-    )
-    if ds is None:
-        st.info(
-            "Latent arithmetic starts from dataset images and class means, so it waits for the "
-            "data (see above).",
-            icon=":material/dataset:",
-        )
-    else:
-        st.markdown("#### Analogies: A − B + C")
+    if tab_math.open:
         st.caption(
-            "Subtract one code from another and add a third: if the difference between A and B is "
-            "a consistent *direction* in latent space (style, slant, thickness), adding it to C "
-            "carries it over. By default A and B show the same class in two styles, so the result "
-            "should be C drawn with A's style instead of B's."
+            "Codes add up: the difference between two codes is a direction, and adding it to a "
+            "third code carries a style or a class over to it."
         )
-        rows = default_rows()
-        inputs, pics = st.columns(4), st.columns(4)
-        zs = []
-        for i, (tag, row) in enumerate(zip("ABC", rows, strict=True)):
-            r = inputs[i].number_input(
-                f"{tag}: image number",
-                0,
-                len(ds) - 1,
-                min(row, len(ds) - 1),
-                key=f"arith_{tag}:{model_key}",
-            )
-            mean, _ = infer.encode(run, data.images(ds, [int(r)]))
-            zs.append(mean[0])
-            with pics[i]:
-                show(mean[0], f"{tag}: #{r} · label {data.label_of(ds, int(r))}", 112)
-        result = zs[0] - zs[1] + zs[2]
-        with pics[3]:
-            show(result, "A − B + C", 112)
-        if table.labels is not None:
-            lab, share = nearest_labels(result[None], table.mean, table.labels, k=10)
-            names = ds.label_names or []
-            guess = names[lab[0]] if lab[0] < len(names) else str(lab[0])
-            inputs[3].caption(
-                f"Result: of its 10 nearest dataset codes, {100 * share[0]:.0f}% are “{guess}”."
-            )
-
-        st.divider()
-        st.markdown("#### Attribute vectors: add “class-ness”")
-        if table.labels is None:
+        if ds is None:
             st.info(
-                "This dataset has no labels, so there are no class means to use.",
-                icon=":material/label_off:",
+                "Latent arithmetic starts from dataset images and class means, so it waits for the "
+                "data (see above).",
+                icon=":material/dataset:",
             )
         else:
-            st.latex(
-                r"z' = z + \alpha\,\big(\bar z_{\text{class}} - \bar z_{\text{all}}\big),\qquad "
-                r"\bar z_{\text{class}} = \text{mean of the codes of that class}"
-            )
-            names = ds.label_names or [str(i) for i in range(int(table.labels.max()) + 1)]
-            present = sorted({int(v) for v in np.unique(table.labels)})
-            first = int(ds.y[rows[0]]) if ds.y is not None else -1
-            want = 7 if first != 7 else (int(ds.y[rows[2]]) if ds.y is not None else 0)  # "7-ness"
-            a1, a2, a3 = st.columns([2, 2, 3], vertical_alignment="bottom")
-            base_row = a1.number_input(
-                "Start from image number", 0, len(ds) - 1, rows[0], key=f"attr_row:{model_key}"
-            )
-            cls = a2.selectbox(
-                "Add the attribute of class",
-                present,
-                index=present.index(want) if want in present else 0,
-                format_func=lambda k: names[k] if k < len(names) else str(k),
-                key=f"attr_cls:{model_key}",
-            )
-            alpha = a3.slider(
-                "α (how much)", -5.0, 5.0, 3.0, 0.1, key="attr_alpha", persist_state="session"
-            )
-            base, _ = infer.encode(run, data.images(ds, [int(base_row)]))
-            vec = attribute_vector(table.mean, table.labels, int(cls))  # (D,)
-            alphas = np.linspace(0.0, float(alpha), 7)
-            walk = base[0][None, :] + alphas[:, None] * vec[None, :]  # (7, D)
-            ticks = [f"{a:+.2f}".rstrip("0").rstrip(".") for a in alphas]
-            pic = image_grids.strip(infer.decode(run, walk), ticks, tile=80)
-            st.image(pic, output_format="PNG")
+            st.markdown("#### Analogies: A − B + C")
             st.caption(
-                f"The numbers above the pictures are α. From image #{base_row} (left, α = 0) to "
-                f"α = {alpha:+.1f} times the "
-                f"“{names[cls] if cls < len(names) else cls}” direction (right). The vector is the "
-                f"mean code of that class minus the mean code of all {len(table):,} images; its "
-                f"length is {np.linalg.norm(vec):.2f}. Negative α removes the attribute."
+                "Subtract one code from another and add a third: if the difference between A and B "
+                "is a consistent *direction* in latent space (style, slant, thickness), adding it "
+                "to C carries it over. By default A and B show the same class in two styles, so "
+                "the result should be C drawn with A's style instead of B's."
             )
+            rows = default_rows()
+            inputs, pics = st.columns(4), st.columns(4)
+            zs = []
+            for i, (tag, row) in enumerate(zip("ABC", rows, strict=True)):
+                r = inputs[i].number_input(
+                    f"{tag}: image number",
+                    0,
+                    len(ds) - 1,
+                    min(row, len(ds) - 1),
+                    key=f"arith_{tag}:{model_key}",
+                    persist_state="page",
+                )
+                mean, _ = infer.encode(run, data.images(ds, [int(r)]))
+                zs.append(mean[0])
+                with pics[i]:
+                    show(mean[0], f"{tag}: #{r} · label {data.label_of(ds, int(r))}", 112)
+            result = zs[0] - zs[1] + zs[2]
+            with pics[3]:
+                show(result, "A − B + C", 112)
+            if table.labels is not None:
+                lab, share = nearest_labels(result[None], table.mean, table.labels, k=10)
+                names = ds.label_names or []
+                guess = names[lab[0]] if lab[0] < len(names) else str(lab[0])
+                inputs[3].caption(
+                    f"Result: of its 10 nearest dataset codes, {100 * share[0]:.0f}% are “{guess}”."
+                )
+
+            st.divider()
+            st.markdown("#### Attribute vectors: add “class-ness”")
+            if table.labels is None:
+                st.info(
+                    "This dataset has no labels, so there are no class means to use.",
+                    icon=":material/label_off:",
+                )
+            else:
+                st.latex(
+                    r"z' = z + \alpha\,\big(\bar z_{\text{class}} - \bar z_{\text{all}}\big),"
+                    r"\qquad \bar z_{\text{class}} = \text{mean of the codes of that class}"
+                )
+                names = ds.label_names or [str(i) for i in range(int(table.labels.max()) + 1)]
+                present = sorted({int(v) for v in np.unique(table.labels)})
+                first = int(ds.y[rows[0]]) if ds.y is not None else -1
+                other = int(ds.y[rows[2]]) if ds.y is not None else 0
+                want = 7 if first != 7 else other  # "7-ness"
+                a1, a2, a3 = st.columns([2, 2, 3], vertical_alignment="bottom")
+                base_row = a1.number_input(
+                    "Start from image number",
+                    0,
+                    len(ds) - 1,
+                    rows[0],
+                    key=f"attr_row:{model_key}",
+                    persist_state="page",
+                )
+                cls = a2.selectbox(
+                    "Add the attribute of class",
+                    present,
+                    index=present.index(want) if want in present else 0,
+                    format_func=lambda k: names[k] if k < len(names) else str(k),
+                    key=f"attr_cls:{model_key}",
+                    persist_state="page",
+                )
+                alpha = a3.slider(
+                    "α (how much)", -5.0, 5.0, 3.0, 0.1, key="attr_alpha", persist_state="session"
+                )
+                base, _ = infer.encode(run, data.images(ds, [int(base_row)]))
+                vec = attribute_vector(table.mean, table.labels, int(cls))  # (D,)
+                alphas = np.linspace(0.0, float(alpha), 7)
+                walk = base[0][None, :] + alphas[:, None] * vec[None, :]  # (7, D)
+                ticks = [f"{a:+.2f}".rstrip("0").rstrip(".") for a in alphas]
+                pic = image_grids.strip(infer.decode(run, walk), ticks, tile=80)
+                st.image(pic, output_format="PNG")
+                st.caption(
+                    f"The numbers above the pictures are α. From image #{base_row} (left, α = 0) "
+                    f"to α = {alpha:+.1f} times the "
+                    f"“{names[cls] if cls < len(names) else cls}” direction (right). The vector is "
+                    f"the mean code of that class minus the mean code of all {len(table):,} "
+                    f"images; its length is {np.linalg.norm(vec):.2f}. Negative α removes the "
+                    "attribute."
+                )
 
 state.sync_url(page=URL)

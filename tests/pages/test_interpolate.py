@@ -28,12 +28,28 @@ def test_interpolate_strip_has_n_steps_and_slerp_differs(app):
     assert slerp[0] == lerp[0] and slerp[-1] == lerp[-1]  # same endpoints
     assert slerp[1:-1] != lerp[1:-1]  # a different path between them
     assert download(app, "interp_gif").proto.url.endswith(".gif")
-    # a random prior sample as endpoint B, and the arithmetic tab
+    # a random prior sample as endpoint B, and the arithmetic tab (it runs only while open)
     app.selectbox(key="interp_src_B").set_value("random").run()
     ok(app)
     assert any("B: prior sample" in c for i in app.get("image") for c in i.captions)
+    assert not any("A − B + C" in c for i in app.get("image") for c in i.captions)
+    open_tab(app, "Latent arithmetic")
     assert any("A − B + C" in c for i in app.get("image") for c in i.captions)
     assert any("“7” direction" in c.value for c in app.caption)
+    assert app.selectbox(key="interp_src_B").value == "random"  # the other tab still runs
+    app.number_input(key="arith_C:asset:digits-mlp").set_value(5).run()
+    open_tab(app, "Interpolation")
+    open_tab(app, "Latent arithmetic")  # a closed tab's inputs keep their values
+    assert app.number_input(key="arith_C:asset:digits-mlp").value == 5
+    assert any(c.startswith("C: #5 ") for i in app.get("image") for c in i.captions)
+    open_tab(app, "Interpolation")
+
+
+def open_tab(at, label: str):
+    at.session_state["interp_tab"] = label
+    at.run()
+    ok(at)
+    return at
 
 
 def test_interpolate_endpoint_without_a_selection_explains(app):

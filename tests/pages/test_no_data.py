@@ -90,7 +90,12 @@ def test_interpolate_without_data_walks_between_prior_samples(app):
     assert src.value == "random" and at.selectbox(key="interp_src_B").value == "random"
     assert len(strip_urls(at)) == 10
     assert any("B: prior sample" in c for i in at.get("image") for c in i.captions)
-    assert any("waits for the data" in i.value for i in at.info)  # the arithmetic tab
+    at.session_state["interp_tab"] = "Latent arithmetic"  # a click on the tab
+    at.run()
+    ok(at)
+    assert any("waits for the data" in i.value for i in at.info)
+    at.session_state["interp_tab"] = "Interpolation"
+    at.run()
 
 
 @pytest.mark.parametrize("page", ["traverse", "diagnostics", "demos"])
