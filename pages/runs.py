@@ -33,9 +33,12 @@ if public:
         "delete). Add a model of your own with the sidebar's **Add a model**.",
         icon=":material/public:",
     )
-runs = jobs.list_runs()
+skipped: list[str] = []  # "<folder>: why" for each run whose files cannot be read
+runs = jobs.list_runs(problems=skipped)
 n_own = len(runs)
-runs += jobs.list_runs(models.assets_dir())  # shipped: listed for comparison, never changed
+runs += jobs.list_runs(models.assets_dir(), skipped)  # shipped: for comparison, never changed
+for msg in skipped:
+    st.warning(f"Skipped a run folder: {msg}", icon=":material/warning:")
 
 
 def shipped(i: int) -> bool:

@@ -12,7 +12,7 @@ from vae import jobs
 from vae.checkpoint import save_model
 from vae.data import load_dataset
 from vae.metrics import evaluate_elbo
-from vae.record import RunDir, RunRecord, binarize_rule, headline, read_logs
+from vae.record import RecordError, RunDir, RunRecord, binarize_rule, headline, read_logs
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_CONV = ROOT / "assets" / "mnist-conv"
@@ -79,17 +79,25 @@ def test_evaluate_follows_the_runs_binarize_setting(tmp_path, setting):
         assert out["elbo"] == pytest.approx(want)
 
 
-def test_run_record_reads_partial_and_broken_sections(tmp_path):
+def test_run_record_reads_partial_sections_and_refuses_broken_ones(tmp_path):
     rd = RunDir(_run(tmp_path, False))
     rec = RunRecord.read(rd.path)
     assert rec.train.binarize is False and rec.train.dataset == "digits"
     assert rec.model.latent_dim == 2 and rec.epochs == 0 and rec.headline() is None
-    rd.metrics.write_text(json.dumps({"epochs": "many", "test_elbo": -3.0}))
+    rd.metrics.write_text(json.dumps({"epochs": 3, "test_elbo": -3.0}))
     rec = RunRecord.read(rd.path)
-    assert rec.epochs == 0 and rec.headline().value == -3.0
+    assert rec.epochs == 3 and rec.headline().value == -3.0
+    rd.metrics.write_text(json.dumps({"epochs": "many", "test_elbo": -3.0}))
+    with pytest.raises(RecordError, match="metrics.json: epochs must be a whole number"):
+        RunRecord.read(rd.path)  # a field of the wrong kind is refused, by name
+    rd.metrics.unlink()
     cfg = json.loads(rd.config.read_text())
+    cfg["train"] = {"binarize": True}  # a partial section: defaults for the rest
+    rd.config.write_text(json.dumps(cfg))
+    assert RunRecord.read(rd.path).train.binarize is True
     cfg["train"] = "not an object"
     rd.config.write_text(json.dumps(cfg))
-    assert RunRecord.read(rd.path).train.binarize is None  # defaults, not a crash
-    rd.epochs_log.write_text('{"epoch": 1}\n{"epoch": 2}\n{"torn')
+    with pytest.raises(RecordError, match="config.json: train must be an object"):
+        RunRecord.read(rd.path)
+    rd.epochs_log.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epoch": "3"}\n{"torn')
     assert read_logs(rd.path) == ([{"epoch": 1}, {"epoch": 2}], [])

@@ -108,7 +108,7 @@ def test_preview_interval_is_a_run_flag(tmp_path, capsys):
         ('{"model": {}, "train": {}, "out": ""}', '"out" must be'),
         ('{"model": [], "train": {}, "out": "r"}', "ModelConfig must be a JSON object"),
         ('{"model": {"latent_dim": 500}, "train": {}, "out": "r"}', "latent_dim must be"),
-        ('{"model": {"hidden": ["x"]}, "train": {}, "out": "r"}', "invalid literal"),
+        ('{"model": {"hidden": ["x"]}, "train": {}, "out": "r"}', "hidden must be tuple"),
         ('{"model": {"depth": 3}, "train": {}, "out": "r"}', "unknown ModelConfig keys: depth"),
         ('{"model": {}, "train": {"epochs": 2.5}, "out": "r"}', "TrainConfig.epochs must be int"),
         ('{"model": {}, "train": {"amp": "no"}, "out": "r"}', "TrainConfig.amp must be bool"),

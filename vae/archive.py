@@ -3,7 +3,7 @@
     blob = export_zip(Path("runs/mnist"))        # mnist/config.json, model.safetensors, metrics*
     blob = export_zip(path, full=True)           # a backup: + steps.jsonl and the training state
     ck = check_zip(blob)                         # validated members (CheckpointError otherwise)
-    path = extract_zip(blob, Path("runs/copy"))  # unpack to a temp folder, load_run it, publish
+    path = extract_zip(blob, Path("runs/copy"))  # unpack to a temp folder, check it, publish
 
 A zip may hold its files at the top level or inside one folder. Member names are only matched
 against known file names, never used as paths, so `../` tricks cannot escape; even so, unsafe
@@ -15,9 +15,11 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import struct
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +32,12 @@ from vae.checkpoint import (
     STATE_META_FILE,
     WEIGHTS_FILE,
     CheckpointError,
+    atomic_write_json,
     check_train_state,
     load_run,
     write_error,
 )
-from vae.record import RunDir
+from vae.record import RecordError, RunDir, check_logs
 
 MAX_ZIP_BYTES = 50 * 1024 * 1024  # compressed: server.maxUploadSize in .streamlit/config.toml
 MAX_UNZIPPED_BYTES = 200 * 1024 * 1024  # sum of the members we extract
@@ -44,6 +47,21 @@ BACKUP_MEMBERS = (*MEMBERS, STEPS_FILE, STATE_FILE, STATE_META_FILE)  # + curves
 
 ALLOWED_SUFFIXES = (".json", ".jsonl", ".safetensors")  # other files of these kinds are skipped
 IGNORED = ("__MACOSX/", ".DS_Store")
+COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what `zip` and export_zip write
+# what reading a damaged archive raises (zipfile's own, zlib's, truncations, bad headers)
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    struct.error,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    OverflowError,
+    IndexError,
+    KeyError,
+)
 IMPORT_PREFIX = ".import-"  # the hidden staging folder of an import in progress
 STALE_IMPORT_S = 3600.0  # a staging folder untouched this long belongs to a killed import
 
@@ -72,8 +90,8 @@ def check_zip(
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError):
-        raise CheckpointError("the upload is not a zip archive") from None
+    except (*ZIP_ERRORS, OSError):
+        raise CheckpointError("the upload is not a zip archive (or a damaged one)") from None
     picked: dict[str, zipfile.ZipInfo] = {}
     folders: set[str] = set()
     total = 0
@@ -86,6 +104,13 @@ def check_zip(
             raise CheckpointError(f"the zip holds an unsafe path {name!r}; refusing it")
         if (info.external_attr >> 16) & 0o170000 == 0o120000:
             raise CheckpointError(f"the zip holds a symlink {name!r}; refusing it")
+        if info.flag_bits & 0x1:
+            raise CheckpointError(f"{name!r} in the zip is encrypted; zip it without a password")
+        if info.compress_type not in COMPRESSIONS:
+            raise CheckpointError(
+                f"{name!r} in the zip uses a compression method this app does not read; zip "
+                "it with the usual deflate compression"
+            )
         base = parts[-1]
         suffix = Path(base).suffix.lower()
         if suffix in PICKLE_SUFFIXES:
@@ -140,18 +165,21 @@ def extract_zip(
     *,
     max_zip_bytes: int = MAX_ZIP_BYTES,
     max_unzipped_bytes: int = MAX_UNZIPPED_BYTES,
+    origin: str = "import",
 ) -> Path:
     """Unpack a checkpoint zip into the new folder `dest` and return it.
 
-    The files go to a hidden temp folder next to `dest`, the run is loaded with
-    `vae.checkpoint.load_run` (config, shapes, finite weights), and only then renamed to `dest`,
-    so a bad or half-written upload is never visible. Raises CheckpointError, or WriteError
+    The files go to a hidden temp folder next to `dest`, marked as from a stranger (origin.json
+    says `origin`, "import" or "upload": its data may only be built-in or inside the folder), the
+    run is loaded with `vae.checkpoint.load_run` (every JSON field, shapes, finite weights, no
+    data outside it) and its logs checked, and only then renamed to `dest`, so a bad or
+    half-written upload is never visible. Raises CheckpointError, or WriteError
     (nothing left behind) when `dest`'s folder is read-only, full or a file.
     """
     ck = check_zip(data, max_zip_bytes=max_zip_bytes, max_unzipped_bytes=max_unzipped_bytes)
     dest = Path(dest)
     if dest.exists():
-        raise CheckpointError(f"{dest} already exists")
+        raise CheckpointError(f"{dest.name} already exists")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         # one level down, so that folder scanners (which look for <dir>/config.json) never see it
@@ -165,12 +193,22 @@ def extract_zip(
             for base, info in ck.members.items():
                 with ck.zf.open(info) as src, open(staged / base, "wb") as dst:
                     _copy_capped(src, dst, info.file_size, info.filename)
+            atomic_write_json(RunDir(staged).origin, {"origin": origin, "created": _now()})
+        except CheckpointError:
+            raise
         except OSError as e:
             raise write_error(e, dest) from None
+        except ZIP_ERRORS as e:  # a bad CRC, a truncated or garbled member
+            raise CheckpointError(
+                f"the zip is damaged: {str(e)[:200] or type(e).__name__}"
+            ) from None
         try:
-            load_run(staged)  # validate before it becomes visible
+            load_run(staged, confined=True)  # validate before it becomes visible
+            check_logs(staged)
             if (staged / STATE_FILE).exists() or (staged / STATE_META_FILE).exists():
                 check_train_state(staged)  # a backup: its resumable state must be whole
+        except RecordError as e:
+            raise CheckpointError(f"this checkpoint cannot be used: {e}") from None
         except CheckpointError as e:  # name the files as they are in the zip, not the temp path
             msg = str(e).replace(f"{staged}{os.sep}", "").replace(str(staged), "the zip")
             raise CheckpointError(f"this checkpoint cannot be used: {msg}") from None
@@ -178,7 +216,7 @@ def extract_zip(
             os.rename(staged, dest)
         except OSError as e:
             if dest.exists():
-                raise CheckpointError(f"{dest} already exists") from None
+                raise CheckpointError(f"{dest.name} already exists") from None
             raise write_error(e, dest) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -205,6 +243,10 @@ def clean_stale_imports(folder: str | os.PathLike, max_age_s: float = STALE_IMPO
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
 
 
 def export_zip(run_dir: str | os.PathLike, *, full: bool = False) -> bytes:

@@ -13,6 +13,7 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import tempfile
@@ -22,15 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from vae.config import ConfigError, ModelConfig, TrainConfig
+from vae.config import ModelConfig, TrainConfig
 from vae.errors import ExplorerError
 from vae.model import VAE, unwrap
-from vae.record import RunDir, read_jsonl, train_config  # noqa: F401  (read_jsonl re-exported)
+from vae.record import (  # noqa: F401  (read_jsonl re-exported)
+    RunDir,
+    confined_data_dir,
+    is_confined,
+    read_config_file,
+    read_jsonl,
+    read_metrics,
+    train_config,
+)
+from vae.runjson import MAX_JSON_BYTES, RecordError, open_regular, parse_json, read_json_object
+from vae.runschema import FORMAT_VERSION, TOP_KEYS  # noqa: F401  (re-exported)
 
-FORMAT_VERSION = 1
 _FILES = RunDir(".")  # the file names of a run folder have one home: vae.record.RunDir
 CONFIG_FILE = _FILES.config.name
 WEIGHTS_FILE = _FILES.weights.name
@@ -40,8 +50,9 @@ STATE_META_FILE = _FILES.state_meta.name
 METRICS_JSONL = _FILES.epochs_log.name
 METRICS_JSON = _FILES.metrics.name
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
-TOP_KEYS = {"format_version", "model", "dataset", "train", "command", "created", "extra"}
 MAX_WEIGHTS_BYTES = 2 * 1024**3
+MAX_WEIGHTS_HEADER_BYTES = 1 << 20  # a VAE's tensor names and shapes take a few KB
+WEIGHT_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}  # safetensors dtype -> bytes
 
 
 class CheckpointError(ExplorerError, ValueError):
@@ -218,16 +229,13 @@ def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:
         raise write_error(e, path) from None
 
 
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
+def read_json(path: str | os.PathLike, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """A JSON object file of a run folder, read safely (`vae.runjson`: a regular file, at most
+    `limit` bytes, strict JSON). Raises CheckpointError naming the file, not its folder."""
     try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} must hold a JSON object")
-    return obj
+        return read_json_object(path, limit)
+    except RecordError as e:
+        raise CheckpointError(str(e)) from None
 
 
 # --- saving ---------------------------------------------------------------------------------------
@@ -290,6 +298,7 @@ class Run:
     model: VAE
     meta: dict[str, Any]
     weights_meta: dict[str, str] = field(default_factory=dict)
+    confined: bool = False  # an uploaded or imported run: its data only from inside its folder
 
     @property
     def config(self) -> ModelConfig:
@@ -304,6 +313,15 @@ class Run:
         """The saved train section, typed (defaults for what an old or hand-made config lacks)."""
         return train_config(self.meta.get("train"))
 
+    @property
+    def data_dir(self) -> str | None:
+        """The data folder its dataset is read from: the recorded train.data_dir, except for an
+        uploaded or imported run (`confined`), which gets none for a built-in dataset and only a
+        place inside its own folder otherwise (`vae.record.confined_data_dir`; RecordError)."""
+        if not self.confined:
+            return self.train.data_dir
+        return confined_data_dir(self.path, self.dataset.get("name"), self.train.data_dir)
+
 
 def refuse_pickle(path: Path) -> None:
     """Raise if `path` is, or a folder holds only, a pickle-based checkpoint."""
@@ -316,7 +334,11 @@ def refuse_pickle(path: Path) -> None:
         "model.safetensors."
     )
     if path.is_file():
-        head = path.open("rb").read(4)
+        try:
+            with open_regular(path, MAX_WEIGHTS_BYTES << 2) as f:
+                head = f.read(4)
+        except (RecordError, OSError):
+            head = b""
         if path.suffix.lower() in PICKLE_SUFFIXES or head[:1] == b"\x80" or head[:2] == b"PK":
             raise CheckpointError(msg.format(p=path))
     if path.is_dir() and not (path / WEIGHTS_FILE).exists():
@@ -326,71 +348,127 @@ def refuse_pickle(path: Path) -> None:
 
 
 def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate `config.json` (no weights)."""
-    run_dir = Path(run_dir)
-    meta = read_json(run_dir / CONFIG_FILE)
-    unknown = sorted(set(meta) - TOP_KEYS)
-    if unknown:
-        raise CheckpointError(f"{run_dir / CONFIG_FILE}: unknown keys {unknown}")
-    version = meta.get("format_version")
-    if not isinstance(version, int):
-        raise CheckpointError(f"{run_dir / CONFIG_FILE}: missing integer 'format_version'")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{run_dir} was written by a newer VAE Latent Explorer (format {version}, this "
-            f"version reads up to {FORMAT_VERSION}). Upgrade the package to load it."
-        )
+    """Read `config.json` and check every field (no weights): `vae.record.read_config_file`.
+    Raises CheckpointError naming config.json and the field."""
     try:
-        ModelConfig.from_dict(meta.get("model"))
-    except ConfigError as e:
-        raise CheckpointError(f"{run_dir / CONFIG_FILE}: bad model config: {e}") from None
-    return meta
+        return read_config_file(run_dir)[0]
+    except RecordError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def load_run(
-    run_dir: str | os.PathLike, device: str | torch.device = "cpu", *, weights: str = WEIGHTS_FILE
+    run_dir: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    weights: str = WEIGHTS_FILE,
+    confined: bool | None = None,
 ) -> Run:
     """Load a run folder safely. Raises `CheckpointError` with a plain explanation. `weights`
-    names the weights file in it (PREVIEW_FILE: a training preview's weights)."""
+    names the weights file in it (PREVIEW_FILE: a training preview's weights). `confined` (an
+    uploaded or imported run; default: whether the folder holds origin.json) refuses a config
+    whose data lies outside the folder.
+
+    Every JSON field is checked first, then the size of the model from its config, then the
+    names, shapes and dtypes in the weights file's header; only then are the weights read and
+    the model built, so a small hostile file cannot make it allocate much."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise CheckpointError(f"{run_dir} does not exist")
     refuse_pickle(run_dir)
     if run_dir.is_file():
         raise CheckpointError(f"{run_dir} is a file; a checkpoint is a folder with {CONFIG_FILE}")
-    meta = read_config(run_dir)
-    cfg = ModelConfig.from_dict(meta["model"])
-    name, weights = weights, run_dir / weights
-    if not weights.exists():
-        raise CheckpointError(f"{run_dir} has no {name}")
-    if weights.stat().st_size > MAX_WEIGHTS_BYTES:
-        raise CheckpointError(f"{weights} is larger than {MAX_WEIGHTS_BYTES >> 30} GiB")
-    try:  # tensors and metadata from one open file, even if it is replaced meanwhile
-        with safe_open(weights, framework="pt", device="cpu") as f:
-            weights_meta = dict(f.metadata() or {})
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{weights} is not a valid safetensors file: {e}") from None
+    try:
+        meta, cfg, train = read_config_file(run_dir)
+        read_metrics(run_dir)
+        confined = is_confined(run_dir) if confined is None else bool(confined)
+        if confined:
+            confined_data_dir(run_dir, meta.get("dataset", {}).get("name"), train.data_dir)
+    except RecordError as e:
+        raise CheckpointError(str(e)) from None
+    state, weights_meta = _read_weights(run_dir / weights, weights, cfg)
     model = VAE(cfg)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{weights} does not match its config: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    for k, v in state.items():
-        if v.shape != expected[k].shape:
-            raise CheckpointError(
-                f"{weights}: tensor {k} has shape {tuple(v.shape)}, the config needs "
-                f"{tuple(expected[k].shape)}"
-            )
-        if not v.is_floating_point() or not torch.isfinite(v).all():
-            raise CheckpointError(f"{weights}: tensor {k} holds NaN/Inf or non-float values")
     model.load_state_dict(state)
     model.to(device).eval()
-    return Run(path=run_dir, model=model, meta=meta, weights_meta=weights_meta)
+    return Run(path=run_dir, model=model, meta=meta, weights_meta=weights_meta, confined=confined)
+
+
+def _read_weights(
+    path: Path, name: str, cfg: ModelConfig
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a weights file for a model of `cfg`. The header is read and
+    checked against `cfg.state_shapes()` before the tensors are; one open file throughout, so
+    a file replaced meanwhile is read whole. Raises CheckpointError naming `name`."""
+    bad = f"{name} is not a valid safetensors file"
+    try:
+        with open_regular(path, MAX_WEIGHTS_BYTES, name) as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 2 <= n <= min(MAX_WEIGHTS_HEADER_BYTES, size - 8):
+                raise CheckpointError(f"{bad}: its header size is {'missing' if n < 0 else n}")
+            header_bytes = f.read(n)
+            try:
+                header = parse_json(header_bytes, "its header")
+            except RecordError as e:
+                raise CheckpointError(f"{bad}: {e}") from None
+            need = _check_header(header, name, cfg)
+            if 8 + n + need != size:
+                raise CheckpointError(
+                    f"{bad}: it holds {size:,} bytes, its header says {8 + n + need:,}"
+                )
+            blob = head + header_bytes + f.read(need)
+    except RecordError as e:
+        if "does not exist" in str(e):
+            raise CheckpointError(f"the run has no {name}") from None
+        raise CheckpointError(str(e)) from None
+    except OSError as e:
+        raise CheckpointError(f"{name} cannot be read: {os_error_reason(e)}") from None
+    try:
+        state = load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{bad}: {e}") from None
+    meta = header.get("__metadata__") or {}
+    for k, v in state.items():
+        if not torch.isfinite(v).all():
+            raise CheckpointError(f"{name}: tensor {k} holds NaN/Inf values")
+    return state, meta
+
+
+def _check_header(header: Any, name: str, cfg: ModelConfig) -> int:
+    """Check a safetensors header against the model `cfg` describes; returns the bytes of
+    tensor data it declares."""
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{name} is not a valid safetensors file: its header is no object")
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(f"{name}: its metadata must map names to texts")
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    expected = cfg.state_shapes()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{name} does not match its config: missing {missing[:5]}, "
+            f"unexpected {[k[:60] for k in unexpected[:5]]}"
+        )
+    total = 0
+    for k, info in tensors.items():
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{name} is not a valid safetensors file: bad entry for {k}")
+        dtype, shape = info.get("dtype"), info.get("shape")
+        if dtype not in WEIGHT_DTYPES:
+            raise CheckpointError(
+                f"{name}: tensor {k} has dtype {str(dtype)[:20]}; weights must be float16, "
+                "bfloat16, float32 or float64 (non-float values are refused)"
+            )
+        ok = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
+        if not ok or tuple(shape) != expected[k]:
+            raise CheckpointError(
+                f"{name}: tensor {k} has shape {tuple(shape) if ok else '?'}, the config needs "
+                f"{expected[k]}"
+            )
+        total += math.prod(shape) * WEIGHT_DTYPES[dtype]
+    return total
 
 
 def weights_hash(run_dir: str | os.PathLike) -> str:

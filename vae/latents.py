@@ -21,6 +21,7 @@ import torch
 from vae import diskcache
 from vae.checkpoint import Run
 from vae.data import DatasetError, ImageDataset, load_dataset
+from vae.errors import ExplorerError
 from vae.model import VAE, cpu_inference_layout
 
 MEANS_VERSION = 1  # in the means cache's file names: bump when what `cached_means` stores changes
@@ -99,8 +100,11 @@ def _dataset_args(
     name = info.get("name")
     if not name:
         raise DatasetError(f"{run.path} does not record which dataset it was trained on")
-    if data_dir is None and train.data_dir:
-        data_dir = train.data_dir
+    if data_dir is None:  # an uploaded or imported run's data only from inside its folder
+        try:
+            data_dir = run.data_dir or None
+        except ExplorerError as e:
+            raise DatasetError(str(e)) from None
     shape = tuple(run.config.image_shape)
     image_size = train.image_size or (shape[1] if name in ("shapes", "folder") else None)
     seed = int((info.get("preprocessing") or {}).get("split_seed", 0))

@@ -1,24 +1,37 @@
 """One run record: the files of a run folder, and the numbers every page and CLI reads from them.
 
     rd = RunDir(path)                 # every file name of a run folder, in one place
-    rec = RunRecord.read(path)        # config.json + metrics.json, typed
+    rec = RunRecord.read(path)        # config.json + metrics.json, every field checked, typed
     rec.train.binarize, rec.headline()  # the one binarize rule, the one headline number
-    epochs, steps = read_logs(path)   # metrics.jsonl and steps.jsonl
+    epochs, steps = read_logs(path)   # metrics.jsonl and steps.jsonl (unusable lines skipped)
+    check_logs(path)                  # ... or refused, for an upload
+    confined_data_dir(path, name, d)  # the only data an uploaded or imported run may read
 
-Nothing here imports torch or Streamlit, so the library, the jobs and the app agree on what a run
-folder holds and on the numbers shown for it.
+This is the one place where a run folder's files are read: safely (`vae.runjson`: regular files,
+bounded sizes, strict JSON) and checked field by field (`vae.runschema`), so a stranger's run
+folder is a `RecordError` with a clear message, never a crash in a page. Nothing here imports
+torch or Streamlit, so the library, the jobs and the app agree on what a run folder holds.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vae.config import ConfigError, ModelConfig, TrainConfig
-from vae.errors import ExplorerError
+from vae.runjson import (  # noqa: F401  (RecordError, read_json_object, read_jsonl re-exported)
+    MAX_CONFIG_BYTES,
+    MAX_LOG_BYTES,
+    RecordError,
+    jsonl_lines,
+    read_json_object,
+    read_jsonl,
+    read_regular,
+)
+from vae.runschema import check_config, check_metrics, log_problem
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,7 @@ class RunDir:
     request = property(lambda self: self.path / "job_config.json")  # what the app asked to train
     exit = property(lambda self: self.path / "exit.json")
     cache = property(lambda self: self.path / ".cache")
+    origin = property(lambda self: self.path / "origin.json")  # written by an upload or import
 
 
 # --- the one binarize rule ---------------------------------------------------------------------
@@ -91,7 +105,12 @@ class Headline:
 
 
 def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except OverflowError:  # an int beyond float range
+        return None
 
 
 def headline(metrics: dict[str, Any]) -> Headline | None:
@@ -114,43 +133,80 @@ def headline(metrics: dict[str, Any]) -> Headline | None:
 
 
 # --- reading -----------------------------------------------------------------------------------
-class RecordError(ExplorerError, ValueError):
-    """A run folder's JSON is missing, malformed or of the wrong kind."""
+def read_config_file(path: str | Path) -> tuple[dict[str, Any], ModelConfig, TrainConfig]:
+    """(config.json as read, its model config, its train config), every field checked.
+    Raises RecordError, whose message names config.json and the field."""
+    meta = read_json_object(RunDir(path).config, MAX_CONFIG_BYTES)
+    model, train = check_config(meta)
+    return meta, model, train
 
 
-def read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecordError(f"{Path(path).name} does not exist") from None
-    except (OSError, ValueError, RecursionError) as e:
-        raise RecordError(f"{Path(path).name} is not readable JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise RecordError(f"{Path(path).name} must hold a JSON object")
-    return obj
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All complete JSON object lines of a log; a missing file is empty, a torn line skipped."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError):
-        return []
-    out = []
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """metrics.json, its fields checked; {} when the run has none. Raises RecordError."""
+    rd = RunDir(path)
+    if not os.path.lexists(rd.metrics):
+        return {}
+    return check_metrics(read_json_object(rd.metrics))
 
 
 def read_logs(path: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(per-epoch records of metrics.jsonl, per-step records of steps.jsonl)."""
+    """(per-epoch records of metrics.jsonl, per-step records of steps.jsonl): the lines a chart
+    can draw; a torn or unusable line is skipped, and a per-dimension KL of another length than
+    the first is dropped. A log that is not a regular file or too large is a RecordError."""
     rd = RunDir(path)
-    return read_jsonl(rd.epochs_log), read_jsonl(rd.steps_log)
+    epochs = [r for r in read_jsonl(rd.epochs_log) if not log_problem(r, "epochs")]
+    steps = [r for r in read_jsonl(rd.steps_log) if not log_problem(r, "steps")]
+    dims = next((len(r["test_kl_per_dim"]) for r in epochs if "test_kl_per_dim" in r), None)
+    for i, r in enumerate(epochs):
+        if "test_kl_per_dim" in r and len(r["test_kl_per_dim"]) != dims:
+            epochs[i] = {k: v for k, v in r.items() if k != "test_kl_per_dim"}
+    return epochs, steps
+
+
+def check_logs(path: str | Path) -> None:
+    """Refuse (RecordError) a run whose logs hold a line that is not a usable record. A torn
+    last line (a job killed mid-append) is allowed. For uploads and imports."""
+    rd = RunDir(path)
+    for log, kind in ((rd.epochs_log, "epochs"), (rd.steps_log, "steps")):
+        if not os.path.lexists(log):
+            continue
+        data = read_regular(log, MAX_LOG_BYTES)
+        lines = jsonl_lines(data, log.name)
+        torn = not data.endswith(b"\n")
+        for n, (i, rec, why) in enumerate(lines):
+            if rec is None:
+                if torn and n == len(lines) - 1:
+                    continue
+                raise RecordError(why)
+            problem = log_problem(rec, kind)
+            if problem:
+                raise RecordError(f"{log.name} line {i}: {problem}")
+
+
+BUILTIN_DATASETS = ("digits", "shapes", "mnist", "fashion-mnist")  # never read from a run's path
+
+
+def is_confined(path: str | Path) -> bool:
+    """Whether a run folder came from an upload or an import (it holds origin.json): its data
+    may only be a built-in dataset or files inside the folder itself."""
+    return os.path.lexists(RunDir(path).origin)
+
+
+def confined_data_dir(path: str | Path, dataset: Any, data_dir: str | None) -> str | None:
+    """The data folder an uploaded or imported run may read: None for the built-in datasets
+    (the server's own copy, whatever the config says) and for none recorded; otherwise the
+    recorded path, relative to the run folder, once it resolves (symlinks and `..` followed)
+    to a place inside the run folder. Raises RecordError for anything outside it."""
+    if dataset in BUILTIN_DATASETS or not data_dir:
+        return None
+    root = os.path.realpath(path)
+    real = os.path.realpath(os.path.join(root, data_dir))  # an absolute data_dir replaces root
+    if os.path.commonpath([root, real]) != root:
+        raise RecordError(
+            "config.json: train.data_dir must be inside the upload (an uploaded or imported run "
+            "may use only the built-in datasets or data inside its own folder)"
+        )
+    return real
 
 
 def train_config(d: Any) -> TrainConfig:
@@ -167,7 +223,7 @@ def train_config(d: Any) -> TrainConfig:
 
 @dataclass
 class RunRecord:
-    """What a run folder's config.json and metrics.json say, typed."""
+    """What a run folder's config.json and metrics.json say, every field checked, typed."""
 
     dir: RunDir
     model: ModelConfig
@@ -175,23 +231,17 @@ class RunRecord:
     dataset: dict[str, Any]
     command: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
 
     @classmethod
     def read(cls, path: str | Path) -> RunRecord:
-        """Read config.json (required) and metrics.json (optional, {} when unreadable)."""
-        rd = RunDir(path)
-        cfg = read_json_object(rd.config)
-        try:
-            model = ModelConfig.from_dict(cfg.get("model"))
-        except ConfigError as e:
-            raise RecordError(f"config.json: bad model config: {e}") from None
-        dataset = cfg.get("dataset") if isinstance(cfg.get("dataset"), dict) else {}
-        try:
-            metrics = read_json_object(rd.metrics)
-        except RecordError:
-            metrics = {}
-        command = cfg.get("command") if isinstance(cfg.get("command"), str) else ""
-        return cls(rd, model, train_config(cfg.get("train")), dataset, command, metrics)
+        """Read config.json (required) and metrics.json (optional). Raises RecordError when
+        either is unreadable or holds a field of the wrong kind or out of range."""
+        meta, model, train = read_config_file(path)
+        metrics = read_metrics(path)
+        dataset = meta.get("dataset", {})
+        command, created = meta.get("command", ""), meta.get("created", "")
+        return cls(RunDir(path), model, train, dataset, command, metrics, created)
 
     def headline(self) -> Headline | None:
         return headline(self.metrics)
@@ -201,6 +251,5 @@ class RunRecord:
 
     @property
     def epochs(self) -> int:
-        """Epochs trained, from metrics.json (0 when it does not say, or says nonsense)."""
-        v = self.metrics.get("epochs")
-        return int(v) if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+        """Epochs trained, from metrics.json (0 when it does not say)."""
+        return int(self.metrics.get("epochs", 0))

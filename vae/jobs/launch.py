@@ -35,7 +35,7 @@ from vae.jobs.state import (
     max_jobs_per_device,
     runs_root,
 )
-from vae.record import RecordError, RunDir, RunRecord
+from vae.record import RecordError, RunDir, RunRecord, is_confined
 from vae.threads import job_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -206,6 +206,11 @@ def resume(
             train_cfg = RunRecord.read(run_dir).train
         except RecordError as e:
             raise JobError(f"{name} cannot be resumed: {e}") from None
+        if is_confined(run_dir) and train_cfg.data_dir:  # the trainer would read that folder
+            raise JobError(
+                f"{name} was imported, and its config.json names a data folder (train.data_dir) "
+                "it may not read here; explore it, or train a new run on your own data"
+            )
         total = int(epochs or train_cfg.epochs)
         if int(meta.get("epoch", 0)) >= total:
             raise JobError(

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vae.checkpoint import CONFIG_FILE, METRICS_JSON, WriteError, clean_stale_temps, write_problem
+from vae.checkpoint import WriteError, clean_stale_temps, write_problem
+from vae.errors import ExplorerError
 from vae.jobs.launch import runs_lock
-from vae.jobs.state import JobError, JobStatus, _read, check_name, job_status, run_dirs, runs_root
-from vae.record import headline
+from vae.jobs.state import JobError, JobStatus, check_name, job_status, run_dirs, runs_root
+from vae.record import RunDir, RunRecord, headline, read_metrics
+from vae.runjson import os_reason
 
 
 def rename_run(old: str, new: str, root: str | os.PathLike | None = None) -> Path:
@@ -85,30 +87,39 @@ class RunInfo:
 
 
 def run_info(run_dir: Path) -> RunInfo:
+    """The library row of a run folder. Raises RecordError (an ExplorerError) when its
+    config.json or metrics.json cannot be read or holds a field of the wrong kind."""
     s = job_status(run_dir)
-    cfg = _read(run_dir / CONFIG_FILE)
-    metrics = _read(run_dir / METRICS_JSON)
-    head = headline(metrics)  # the one rule (vae.record): IWAE NLL when evaluated, else ELBO
-    size = sum(p.stat().st_size for p in run_dir.iterdir() if p.is_file())
-    return RunInfo(
-        status=s,
-        dataset=str((cfg.get("dataset") or {}).get("name") or "?"),
-        latent_dim=int((cfg.get("model") or {}).get("latent_dim") or 0),
-        arch=str((cfg.get("model") or {}).get("arch") or "?"),
-        epochs=int(metrics.get("epochs") or s.epoch or 0),
-        score=head.nll() if head else "",
-        score_value=(head.value if head.lower_is_better else -head.value) if head else None,
-        wall_time_s=metrics.get("wall_time_s"),
-        device=str(metrics.get("device") or s.device or ""),
-        created=str(cfg.get("created") or ""),
-        size_bytes=size,
-        metrics=metrics,
-    )
+    info = RunInfo(status=s, epochs=s.epoch, device=s.device)
+    if os.path.lexists(RunDir(run_dir).config):  # a job that is starting has none yet
+        rec = RunRecord.read(run_dir)
+        info.dataset = str(rec.dataset.get("name") or "?")
+        info.latent_dim, info.arch, info.created = rec.model.latent_dim, rec.model.arch, rec.created
+        info.metrics = rec.metrics
+    else:
+        info.metrics = read_metrics(run_dir)
+    m = info.metrics
+    head = headline(m)  # the one rule (vae.record): IWAE NLL when evaluated, else ELBO
+    if head:
+        info.score = head.nll()
+        info.score_value = head.value if head.lower_is_better else -head.value
+    info.epochs = m.get("epochs") or info.epochs
+    info.wall_time_s = m.get("wall_time_s")
+    info.device = m.get("device") or info.device
+    info.size_bytes = sum(p.lstat().st_size for p in run_dir.iterdir() if _regular(p))
+    return info
 
 
-def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
+def _regular(p: Path) -> bool:
+    return p.is_file() and not p.is_symlink()
+
+
+def list_runs(
+    root: str | os.PathLike | None = None, problems: list[str] | None = None
+) -> list[RunInfo]:
     """Every run under the runs root, newest first. The temp files of killed saves and imports
-    (older than a minute, and an hour) are removed on the way."""
+    (older than a minute, and an hour) are removed on the way. A run whose files cannot be read
+    is left out, and "<folder>: why" appended to `problems`."""
     from vae.archive import clean_stale_imports
 
     clean_stale_imports(root or runs_root())
@@ -117,6 +128,10 @@ def list_runs(root: str | os.PathLike | None = None) -> list[RunInfo]:
         try:
             clean_stale_temps(d)
             infos.append(run_info(d))
-        except OSError:
-            continue  # deleted while we looked
+        except ExplorerError as e:
+            if problems is not None:
+                problems.append(f"{d.name}: {e}")
+        except OSError as e:
+            if problems is not None and d.exists():  # else deleted while we looked
+                problems.append(f"{d.name}: it cannot be read ({os_reason(e)})")
     return sorted(infos, key=lambda r: (r.status.started or 0, r.created), reverse=True)

@@ -12,7 +12,7 @@ from typing import Any
 from vae.checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_json, train_state_meta
 from vae.errors import ExplorerError
 from vae.jobs.proc import pid_alive
-from vae.record import RunDir
+from vae.record import RecordError, RunDir, read_config_file
 
 _FILES = RunDir(".")
 JOB_FILE = _FILES.job.name
@@ -163,6 +163,14 @@ def _log_error(run_dir: Path) -> str:
     return ""
 
 
+def _trained_on(run_dir: Path) -> str:
+    """The device in the run's config.json ('' when it has none, or cannot be read)."""
+    try:
+        return read_config_file(run_dir)[0].get("train", {}).get("device", "")  # checked: a str
+    except RecordError:
+        return ""
+
+
 def job_status(run_dir: str | os.PathLike) -> JobStatus:
     """The state of a run folder's job, from its files and the liveness of its process."""
     run_dir = Path(run_dir)
@@ -180,8 +188,7 @@ def job_status(run_dir: str | os.PathLike) -> JobStatus:
         path=run_dir,
         state="ready",
         pid=pid,
-        device=str(job.get("device") or (_read(run_dir / CONFIG_FILE).get("train") or {})
-                   .get("device", "")),
+        device=str(job.get("device") or _trained_on(run_dir)),
         started=job.get("started"),
         updated=status.get("updated") if mine else None,
         returncode=returncode,

@@ -16,6 +16,7 @@ import streamlit as st
 
 from vae.checkpoint import Run
 from vae.data import DatasetError, ImageDataset
+from vae.errors import ExplorerError
 from vae.mapping import MIN_TEST_IMAGES  # noqa: F401 - below it a map uses the whole dataset
 from vae.ui import models
 
@@ -25,7 +26,12 @@ def dataset_name(run: Run) -> str:
 
 
 def data_dir_of(run: Run) -> str | None:
-    return run.train.data_dir
+    """The run's data folder (`Run.data_dir`: an uploaded run's only from inside it); None when
+    there is none it may use, so the status and downloads go to the server's own data folder."""
+    try:
+        return run.data_dir
+    except ExplorerError:
+        return None
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=6)

@@ -31,10 +31,11 @@ from vae.checkpoint import (
     CheckpointError,
     Run,
     load_run,
-    read_config,
     refuse_pickle,
 )
-from vae.record import RecordError, RunDir, headline, read_json_object
+from vae.errors import ExplorerError
+from vae.record import RunRecord, headline
+from vae.runjson import os_reason
 from vae.ui import state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -157,51 +158,71 @@ def metric_long(metrics: dict[str, Any]) -> str:
 
 
 def describe(path: Path, source: str, key: str | None = None) -> ModelEntry:
-    """Read config.json (and metrics.json) of a run folder; raises CheckpointError."""
-    meta = read_config(path)
-    model = meta["model"]
-    try:
-        metrics = read_json_object(RunDir(path).metrics) if RunDir(path).metrics.exists() else {}
-    except (CheckpointError, RecordError):
-        metrics = {}
+    """Read config.json and metrics.json of a run folder, every field checked
+    (`vae.record.RunRecord`); raises RecordError (an ExplorerError) naming the file and field."""
+    rec = RunRecord.read(path)
     name = path.name if source != "upload" else f"upload {path.name[:8]}"
     return ModelEntry(
         key=key or f"{source}:{path.name if source in ('asset', 'run', 'upload') else path}",
         path=path,
         source=source,
         name=name,
-        dataset=str((meta.get("dataset") or {}).get("name") or "?"),
-        latent_dim=int(model.get("latent_dim", 0)),
-        arch=str(model.get("arch", "?")),
-        score=metric_summary(metrics),
-        score_long=metric_long(metrics),
+        dataset=str(rec.dataset.get("name") or "?"),
+        latent_dim=rec.model.latent_dim,
+        arch=rec.model.arch,
+        score=metric_summary(rec.metrics),
+        score_long=metric_long(rec.metrics),
     )
 
 
 def _scan(root: Path, source: str) -> list[tuple[Path, str]]:
-    if not root.is_dir():
+    """The folders of `root` that hold a config.json entry of any kind (a folder or a broken
+    link there too, so that `discover` can say why it skips them); hidden ones are not runs."""
+    try:
+        if not root.is_dir():
+            return []
+        subs = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    except OSError:
         return []
-    return [(p, source) for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()]
+    return [(p, source) for p in subs if os.path.lexists(p / CONFIG_FILE)]
+
+
+def _where(path: Path, source: str) -> str:
+    """How a skipped folder is named to the visitor: never the server's path to it."""
+    if source == "upload":
+        return f"uploaded model {path.name[:8]}"
+    if source == "path":
+        return str(path)  # typed by this user (never on a shared deployment)
+    return f"{SOURCES[source]} model {path.name!r}"
+
+
+def _describe_or_why(path: Path, source: str, key: str | None = None) -> ModelEntry | str:
+    """`describe`, or why the folder is skipped (a message naming it): a broken entry never
+    breaks the picker."""
+    try:
+        return describe(path, source, key)
+    except ExplorerError as e:
+        why = str(e)
+    except OSError as e:
+        why = f"it cannot be read ({os_reason(e)})"
+    return f"{_where(path, source)}: {why}"
 
 
 def discover(extra_keys: list[str] | None = None) -> tuple[list[ModelEntry], list[str]]:
-    """All models the app can offer, and one message per folder that could not be read.
+    """All models the app can offer, and one message per folder that could not be read (which
+    folder, and why).
 
     Reads only config.json/metrics.json, so it is fast enough to run on every page load.
     """
     found = _scan(assets_dir(), "asset") + _scan(runs_dir(), "run") + _scan(uploads_dir(), "upload")
     entries, problems = [], []
     for path, source in found:
-        try:
-            entries.append(describe(path, source))
-        except CheckpointError as e:
-            problems.append(str(e))
+        got = _describe_or_why(path, source)
+        (entries if isinstance(got, ModelEntry) else problems).append(got)
     for key in [] if public_mode() else extra_keys or []:
         if key.startswith("path:") and key not in {e.key for e in entries}:
-            try:
-                entries.append(describe(Path(key.removeprefix("path:")), "path", key))
-            except CheckpointError as e:
-                problems.append(str(e))
+            got = _describe_or_why(Path(key.removeprefix("path:")), "path", key)
+            (entries if isinstance(got, ModelEntry) else problems).append(got)
     return entries, problems
 
 
@@ -231,8 +252,15 @@ def stamp(path: Path) -> tuple[int, int]:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def _load(path: str, version: tuple[int, int], device: str) -> Run:
-    return load_run(path, device=device)
+def _load(path: str, version: tuple[int, int], device: str, confined: bool = False) -> Run:
+    return load_run(path, device=device, confined=confined or None)
+
+
+def is_upload(path: Path) -> bool:
+    """Whether `path` lies in the uploads folder (any visitor's): such a run may read data only
+    from inside its own folder, whatever its config says (its origin.json says so too)."""
+    root = os.path.realpath(user_dir() / "uploads")
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
 
 
 def load(entry: ModelEntry | Path) -> Run:
@@ -242,12 +270,12 @@ def load(entry: ModelEntry | Path) -> Run:
         st_ = stamp(path)
     except OSError:
         refuse_pickle(path)  # a folder holding only a .pt: say why, and how to convert it
-        raise CheckpointError(f"{path} has no readable {WEIGHTS_FILE}") from None
+        raise CheckpointError(f"the model folder has no readable {WEIGHTS_FILE}") from None
     return _load_keyed(str(path), st_)
 
 
 def _load_keyed(path: str, st_: tuple[int, int]) -> Run:
-    return _load(path, st_, device_name())
+    return _load(path, st_, device_name(), is_upload(Path(path)))
 
 
 def run_id(run: Run) -> str:
@@ -289,7 +317,11 @@ def extract_zip(data: bytes, dest_root: Path | None = None) -> Path:
         return final
     try:
         return archive.extract_zip(
-            data, final, max_zip_bytes=MAX_ZIP_BYTES, max_unzipped_bytes=MAX_UNZIPPED_BYTES
+            data,
+            final,
+            max_zip_bytes=MAX_ZIP_BYTES,
+            max_unzipped_bytes=MAX_UNZIPPED_BYTES,
+            origin="upload",
         )
     except CheckpointError:
         if (final / CONFIG_FILE).exists():  # another session unpacked the same zip just now
@@ -389,7 +421,7 @@ def add_model_panel() -> None:
                         entry = add_path(text)
                         st.success(f"Added {entry.name}.")
                         st.rerun()
-                    except CheckpointError as e:
+                    except ExplorerError as e:
                         st.error(str(e))
         up = st.file_uploader(
             "…or upload a zip (config.json + model.safetensors)", type=["zip"], key="add_zip"
@@ -400,7 +432,7 @@ def add_model_panel() -> None:
                 st.session_state["_added_zip"] = up.file_id
                 st.success(f"Added {entry.name}.")
                 st.rerun()
-            except CheckpointError as e:
+            except ExplorerError as e:
                 st.error(str(e))
 
 
