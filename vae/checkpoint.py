@@ -320,7 +320,8 @@ class Run:
         place inside its own folder otherwise (`vae.record.confined_data_dir`; RecordError)."""
         if not self.confined:
             return self.train.data_dir
-        return confined_data_dir(self.path, self.dataset.get("name"), self.train.data_dir)
+        names = (self.dataset.get("name", self.train.dataset), self.train.dataset)
+        return confined_data_dir(self.path, names, self.train.data_dir)
 
 
 def refuse_pickle(path: Path) -> None:
@@ -382,7 +383,8 @@ def load_run(
         read_metrics(run_dir)
         confined = is_confined(run_dir) if confined is None else bool(confined)
         if confined:
-            confined_data_dir(run_dir, meta.get("dataset", {}).get("name"), train.data_dir)
+            names = (meta.get("dataset", {}).get("name", train.dataset), train.dataset)
+            confined_data_dir(run_dir, names, train.data_dir)
     except RecordError as e:
         raise CheckpointError(str(e)) from None
     state, weights_meta = _read_weights(run_dir / weights, weights, cfg)

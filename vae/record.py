@@ -192,12 +192,13 @@ def is_confined(path: str | Path) -> bool:
     return os.path.lexists(RunDir(path).origin)
 
 
-def confined_data_dir(path: str | Path, dataset: Any, data_dir: str | None) -> str | None:
-    """The data folder an uploaded or imported run may read: None for the built-in datasets
-    (the server's own copy, whatever the config says) and for none recorded; otherwise the
-    recorded path, relative to the run folder, once it resolves (symlinks and `..` followed)
-    to a place inside the run folder. Raises RecordError for anything outside it."""
-    if dataset in BUILTIN_DATASETS or not data_dir:
+def confined_data_dir(path: str | Path, datasets: tuple, data_dir: str | None) -> str | None:
+    """The data folder an uploaded or imported run may read, given the names its config gives
+    its dataset (dataset.name, train.dataset): None when all are built-in (the server's own
+    copy, whatever the config says) or none is recorded; otherwise the recorded path, relative
+    to the run folder, once it resolves (symlinks and `..` followed) to a place inside the run
+    folder. Raises RecordError for anything outside it."""
+    if all(d in BUILTIN_DATASETS for d in datasets) or not data_dir:
         return None
     root = os.path.realpath(path)
     real = os.path.realpath(os.path.join(root, data_dir))  # an absolute data_dir replaces root

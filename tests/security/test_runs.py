@@ -188,6 +188,20 @@ def test_a_folder_in_the_uploads_folder_is_confined_without_its_marker(tmp_path,
     assert not models.is_upload(inside / "link")  # where it really is
 
 
+def test_a_built_in_dataset_name_does_not_cover_a_data_dir_of_another(
+    base, tmp_path, server_secrets
+):
+    folder = str(server_secrets["folder"])  # dataset.name stays "digits"; the trainer and the
+    cfg = _config(base, train__dataset="folder", train__data_dir=folder)  # live view read train
+    blob = _zip(_members(base, **{"config.json": json.dumps(cfg).encode()}))
+    with pytest.raises(CheckpointError, match="train.data_dir must be inside the upload"):
+        archive.extract_zip(blob, tmp_path / "x", origin="upload")
+    run = load_run(_copy(base, tmp_path / "local", config_json=cfg))
+    run.confined = True  # as an imported run that was changed after it was loaded
+    with pytest.raises(RecordError, match="must be inside the upload"):
+        _ = run.data_dir
+
+
 def test_a_built_in_dataset_ignores_an_uploads_recorded_data_dir(base, tmp_path):
     from vae.latents import _dataset_args
 

@@ -22,6 +22,7 @@ import streamlit as st
 
 from vae.checkpoint import CONFIG_FILE, PREVIEW_FILE, WEIGHTS_FILE, load_run
 from vae.data import DatasetError
+from vae.record import RecordError
 from vae.ui import image_grids, images, infer, maps
 
 PREVIEW_N = 1000  # test images on the live latent map
@@ -71,9 +72,9 @@ def preview(path: str, stamp: tuple[str, int, int]) -> Preview:
     step = _step(run.weights_meta) if stamp[0] == PREVIEW_FILE else None
     samples_img = image_grids.tiles(list(infer.prior_images(run, 16, seed=0)), ncol=4)
     train = run.train
-    try:
-        test_set = _test_images(train.dataset, train.data_dir, train.image_size)
-    except DatasetError:
+    try:  # an imported run's data only from inside its folder (Run.data_dir)
+        test_set = _test_images(train.dataset, run.data_dir, train.image_size)
+    except (DatasetError, RecordError):
         return Preview(samples_img, None, None, None, [], ("", ""), step)
     x = test_set.x  # (N, C, H, W)
     rec = infer.reconstruct(run, x[:8])  # (8, C, H, W)
