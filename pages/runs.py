@@ -38,7 +38,7 @@ runs = jobs.list_runs(problems=skipped)
 n_own = len(runs)
 runs += jobs.list_runs(models.assets_dir(), skipped)  # shipped: for comparison, never changed
 for msg in skipped:
-    st.warning(f"Skipped a run folder: {msg}", icon=":material/warning:")
+    st.warning(f"Skipped a run folder: {models.plain(msg)}", icon=":material/warning:")
 
 
 def shipped(i: int) -> bool:

@@ -458,7 +458,7 @@ def _check_header(header: Any, name: str, cfg: ModelConfig) -> int:
         if not isinstance(info, dict):
             raise CheckpointError(f"{name} is not a valid safetensors file: bad entry for {k}")
         dtype, shape = info.get("dtype"), info.get("shape")
-        if dtype not in WEIGHT_DTYPES:
+        if not isinstance(dtype, str) or dtype not in WEIGHT_DTYPES:
             raise CheckpointError(
                 f"{name}: tensor {k} has dtype {str(dtype)[:20]}; weights must be float16, "
                 "bfloat16, float32 or float64 (non-float values are refused)"

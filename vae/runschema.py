@@ -13,6 +13,7 @@ code reads may hold any JSON; the parser (`vae.runjson`) already bounds their si
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from vae.config import ConfigError, ModelConfig, TrainConfig
@@ -23,6 +24,7 @@ TOP_KEYS = {"format_version", "model", "dataset", "train", "command", "created",
 INKS = ("ink-high", "ink-low")  # vae.data's INK_HIGH, INK_LOW
 MAX_TEXT = 4096  # a name, a path, a label
 MAX_ITEMS = 100_000  # label names, KL per dimension, activity
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")  # shown in labels and captions
 
 
 def _short(v: Any, n: int = 40) -> str:
@@ -119,12 +121,8 @@ def _check_dataset(d: Any, model: ModelConfig, name: str) -> None:
     where = f"{name}: dataset"
     _need(isinstance(d, dict), where, "an object", d)
     if "name" in d:
-        _need(
-            _is_text(d["name"], 64) and d["name"] != "",
-            f"{where}.name",
-            "a dataset name",
-            d["name"],
-        )
+        ok = isinstance(d["name"], str) and DATASET_NAME.fullmatch(d["name"]) is not None
+        _need(ok, f"{where}.name", "a dataset name (letters, digits, _ . + -)", d["name"])
     if "image_shape" in d:
         shape = d["image_shape"]
         ok = isinstance(shape, list) and shape == list(model.image_shape)

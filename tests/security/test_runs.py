@@ -656,6 +656,17 @@ def test_any_bytes_as_logs_draw_or_are_refused(fuzz_dir, epochs_log, steps_log):
 
 @FUZZ
 @given(st.data())
+def test_any_bytes_as_weights(base, fuzz_dir, data):
+    for name in ("config.json", "metrics.json"):
+        shutil.copy(base / name, fuzz_dir / name)
+    good = (base / "model.safetensors").read_bytes()
+    head = _flips(good[:400]).map(lambda b: b + good[400:])  # the header, mostly
+    (fuzz_dir / "model.safetensors").write_bytes(data.draw(st.binary(max_size=300) | head))
+    _run_or_own_error(fuzz_dir)
+
+
+@FUZZ
+@given(st.data())
 def test_any_damaged_zip_unpacks_or_is_refused(base, tmp_path_factory, data):
     good = archive.export_zip(base, full=True)
     blob = data.draw(_flips(good))
@@ -677,6 +688,8 @@ def app_dirs(tmp_path, base) -> dict[str, Path]:
     uploads = tmp_path / "cache" / "uploads"
     _copy(base, uploads / "1111aaaa2222bbbb", config_json=_config(base, dataset="mnist"))
     _copy(base, uploads / "3333cccc4444dddd", metrics_json={"epochs": "many"})
+    link = _config(base, dataset__name="[Click here](https://evil.example)")
+    _copy(base, uploads / "5555eeee6666ffff", config_json=link)
     _copy(base, tmp_path / "runs" / "bad-train", config_json=_config(base, train="x"))
     _copy(base, tmp_path / "runs" / "good")
     return {"assets": tmp_path / "assets", "runs": tmp_path / "runs", "cache": tmp_path / "cache",
@@ -696,6 +709,9 @@ def test_broken_uploads_do_not_break_the_sidebar_for_a_new_session(app_dirs, mon
         ), warnings
         assert any("uploaded model 3333cccc: metrics.json: epochs" in w for w in warnings)
         assert any("run model 'bad-train': config.json: train must be" in w for w in warnings)
+        # a hostile value is quoted as written, never rendered as a link
+        assert any(r"got '\[Click here\]\(https://evil.example\)'" in w for w in warnings)
+        assert not any("[Click here](" in w for w in warnings)
         _no_server_path(" ".join(warnings), app_dirs["root"])
         options = at.sidebar.selectbox(key="model").options
         assert any("digits-mlp" in o for o in options) and any("good" in o for o in options)

@@ -196,6 +196,15 @@ def _where(path: Path, source: str) -> str:
     return f"{SOURCES[source]} model {path.name!r}"
 
 
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_[]()$~"})
+
+
+def plain(text: str) -> str:
+    """`text` with Markdown's special characters escaped: a hostile file's values, quoted in a
+    warning every visitor sees, show as written (never as a link or formatting)."""
+    return text.translate(_MARKDOWN)
+
+
 def _describe_or_why(path: Path, source: str, key: str | None = None) -> ModelEntry | str:
     """`describe`, or why the folder is skipped (a message naming it): a broken entry never
     breaks the picker."""
@@ -372,7 +381,7 @@ def picker() -> ModelEntry | None:
     """The sidebar model selectbox. Returns the chosen entry (None when there are no models)."""
     entries, problems = discover(st.session_state.get(ADDED_KEY, []))
     for msg in problems:
-        st.sidebar.warning(f"Skipped a model folder: {msg}", icon=":material/warning:")
+        st.sidebar.warning(f"Skipped a model folder: {plain(msg)}", icon=":material/warning:")
     if not entries:
         st.sidebar.error(
             "No models found. Train one with `python -m vae.train --dataset digits --out "
