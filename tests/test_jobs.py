@@ -55,6 +55,7 @@ def root(tmp_path, monkeypatch):
     """An empty runs folder; every job still alive at the end is killed."""
     monkeypatch.delenv("VAE_MAX_JOBS", raising=False)
     monkeypatch.setenv("VAE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("VAE_JOB_MAPS", "0")  # the map at the end: test_a_finished_job_makes_its_map
     r = tmp_path / "runs"
     yield r
     for s in jobs.active_jobs(r):
@@ -87,6 +88,60 @@ def test_start_watch_finish_and_load(root):
     assert info.device == "cpu" and info.wall_time_s > 0
     assert "epoch 3/3" in jobs.log_tail(root / "short")
     wait_for(lambda: jobs.job_status(root / "short").returncode == 0, 60, "the exit code")
+
+
+def test_a_finished_job_makes_its_map_and_explore_uses_it(root, monkeypatch, tmp_path):
+    from vae import mapping
+    from vae.projection import tsne as tsne_mod
+
+    monkeypatch.setenv("VAE_JOB_MAPS", "1")
+    monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "user"))
+    start(root, "mapped", epochs=1)
+    seen = set()
+
+    def ended():
+        s = jobs.job_status(root / "mapped")
+        seen.add(s.state)
+        return s.state in ("finished", "failed") and s.returncode is not None and s
+
+    done = wait_for(ended, 180, "the run and its map")
+    assert done.state == "finished" and done.returncode == 0, done.message
+    assert "maps ready: tsne" in jobs.log_tail(root / "mapped")
+    # the map is in the cache the app reads, under the app's key: no fit needed anywhere
+    run = load_run(root / "mapped")
+    assert mapping.cached_projection(run, mapping.latent_table(run), "tsne") is not None
+
+    def no_fit(*a, **k):
+        raise AssertionError("Explore must use the job's map")
+
+    monkeypatch.setattr(tsne_mod.TSNEProjection, "fit", classmethod(no_fit))
+    from tests.helpers import app_test, ok
+
+    dirs = {"assets": tmp_path / "none", "runs": root, "cache": tmp_path / "user"}
+    at = app_test(dirs, monkeypatch, {"model": "run:mapped", "proj": "tsne"})
+    ok(at)
+    assert any(c.key == "latent_map" for c in at.get("plotly_chart"))
+    assert not any(c.key == "forming_map" for c in at.get("plotly_chart"))
+
+
+def test_a_job_making_its_map_says_so(tmp_path):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    status = {"state": "mapping", "epoch": 2, "epochs": 2, "step": 46, "total_steps": 46,
+              "pid": os.getpid(), "final": {"state": "finished", "message": ""}}  # fmt: skip
+    (run_dir / STATUS_FILE).write_text(json.dumps(status))
+    me = {"pid": os.getpid(), "epochs": 2, "proc_start": jobs.proc_start(os.getpid())}
+    (run_dir / jobs.JOB_FILE).write_text(json.dumps(me))
+    s = jobs.job_status(run_dir)
+    assert s.state == "mapping" and s.active
+    from vae.ui.training.live import STATE_BADGE, progress_text
+
+    assert STATE_BADGE["mapping"][0] == "making the map"  # the Train page's badge
+    assert progress_text(s) == "Trained · Epoch 2 of 2 · step 46 of 46 · making the map for Explore"
+    status["pid"] = 2**22 + 12345  # the process is gone (killed while mapping): the run ended
+    (run_dir / STATUS_FILE).write_text(json.dumps(status))
+    (run_dir / jobs.JOB_FILE).write_text(json.dumps({"pid": status["pid"], "epochs": 2}))
+    assert jobs.job_status(run_dir).state == "finished"
 
 
 def test_stop_gives_a_valid_checkpoint_and_resume_reaches_the_end(root):

@@ -103,7 +103,7 @@ def test_library_lists_shipped_models_read_only_and_confirms_an_import(
     assert list(table.value["Name"]) == ["shipped-one"]
     assert list(table.value["State"]) == ["shipped"]
     saved = json.loads((tmp_path / "assets" / "shipped-one" / "metrics.json").read_text())
-    assert table.value["Score"][0] == f"ELBO {saved['test_elbo']:.1f}"
+    assert table.value["Score"][0] == f"NLL ≤ {-saved['test_elbo']:.1f}"  # −ELBO bounds the NLL
     blob = archive.export_zip(src)
     at.main.get("file_uploader")[0].set_value(("m.zip", blob, "application/zip")).run()
     at.button(key="lib_import").click().run()

@@ -41,6 +41,12 @@ from vae.threads import job_threads
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def make_maps_args() -> list[str]:
+    """A job that ends with a checkpoint makes its t-SNE map too (vae.mapping), so that Explore
+    opens on it at once; `VAE_JOB_MAPS=0` turns that off."""
+    return [] if os.environ.get("VAE_JOB_MAPS", "1") == "0" else ["--make-maps", "tsne"]
+
+
 @contextmanager
 def runs_lock(root: Path) -> Iterator[None]:
     """Exclusive lock on `<root>/.jobs.lock` for check-then-launch decisions across sessions.
@@ -94,7 +100,7 @@ def train_command(
     cmd = [sys.executable, "-m", "vae.train", "--config-json", str(request)]
     if threads:
         cmd += ["--threads", str(threads)]
-    return cmd + ["--no-progress", "--log-every", str(log_every)]
+    return cmd + ["--no-progress", "--log-every", str(log_every), *make_maps_args()]
 
 
 def _nice_once_running(proc: subprocess.Popen, run_dir: Path) -> None:
@@ -226,7 +232,7 @@ def resume(
         # job as "stopping" until the trainer starts and clears it
         (run_dir / STOP_FILE).unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "vae.train", "--resume", str(run_dir), "--no-progress"]
-        cmd += ["--log-every", str(log_every)]
+        cmd += ["--log-every", str(log_every), *make_maps_args()]
         if epochs:
             cmd += ["--epochs", str(int(epochs))]
         if lr:

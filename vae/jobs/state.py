@@ -26,7 +26,7 @@ LOCK_FILE = ".jobs.lock"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-ACTIVE = ("starting", "running", "stopping")
+ACTIVE = ("starting", "running", "stopping", "mapping")  # mapping: making the maps at the end
 
 
 TERMINAL = ("finished", "stopped", "failed")
@@ -200,9 +200,14 @@ def job_status(run_dir: str | os.PathLike) -> JobStatus:
         s.eta_s = status.get("eta_s") if mine else None
     if job and not mine:
         s.epochs = int(job.get("epochs", 0)) or s.epochs
+    if said == "mapping" and not alive:  # killed while making the map: the run itself ended
+        said = (status.get("final") or {}).get("state") or "finished"
+        s.message = str((status.get("final") or {}).get("message") or "")
     if alive:
         if said in TERMINAL:
             s.state = said  # written its last word, exiting now
+        elif said == "mapping":
+            s.state = "mapping"
         elif said == "running":
             s.state = "stopping" if stop_asked else "running"
         else:

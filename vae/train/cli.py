@@ -43,7 +43,7 @@ DESCRIPTION = (
     "Train a VAE: a plain loop over in-memory data, with callbacks, safe checkpoints and resume."
 )
 # how to run, not what to train
-RUN_FLAGS = ("threads", "log_every", "max_steps", "no_progress", "preview_every_s")
+RUN_FLAGS = ("threads", "log_every", "max_steps", "no_progress", "preview_every_s", "make_maps")
 JSON_FLAGS = ("config_json", "device", *RUN_FLAGS)  # what may go with --config-json
 
 
@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument(
+        "--make-maps",
+        nargs="*",
+        choices=["tsne", "umap"],
+        default=[],
+        metavar="METHOD",
+        help="when the run ends with a checkpoint, make its default maps (tsne, umap) into the "
+        "app's disk cache, so that Explore shows them at once (the app's jobs pass tsne)",
+    )
     p.add_argument(
         "--preview-every-s",
         type=float,
@@ -230,6 +239,35 @@ def _json_typed(cls: type, d: Any) -> Any:
     return d
 
 
+# --- maps after training -----------------------------------------------------------------------
+def make_maps(run_dir: Path, methods: tuple[str, ...], final_state: str) -> None:
+    """The latent table and the maps of the default sample, into the disk cache the app reads
+    (vae.mapping), in this (low-priority) job process. status.json says "mapping" meanwhile and
+    keeps the run's own ending; a map that cannot be made never fails the run."""
+    import time
+
+    from vae.checkpoint import load_run
+    from vae.mapping import prepare
+    from vae.record import RunDir
+
+    if final_state not in ("finished", "stopped"):
+        return
+    status_path = RunDir(run_dir).status
+    try:
+        said = json.loads(status_path.read_text())  # "mapping", written by train(then=...)
+    except (OSError, ValueError):
+        said = {}
+    final = {**said, "state": final_state, "message": "", "eta_s": 0.0}
+    final.pop("final", None)
+    try:
+        prepare(load_run(run_dir, device="cpu"), methods)
+        print(f"maps ready: {', '.join(methods)}")
+    except Exception as e:  # noqa: BLE001 - no map (e.g. no test split here): the run stands
+        print(f"no map made: {e}", file=sys.stderr)
+    finally:  # the run's own ending, in place of "mapping"
+        atomic_write_json(status_path, {**final, "updated": time.time(), "pid": os.getpid()})
+
+
 # --- main --------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -253,10 +291,13 @@ def main(argv: list[str] | None = None) -> int:
             progress_bar=not args.no_progress,
             max_steps=args.max_steps,
             preview_every_s=args.preview_every_s,
+            then="mapping" if args.make_maps else None,
         )
     except (TrainingError, DatasetError, ConfigError, CheckpointError, ValueError, OSError) as e:
         print(error_line(e), file=sys.stderr)  # a full or read-only disk too: names the folder
         return 2
+    if int(os.environ.get("RANK", "0")) == 0 and args.make_maps:
+        make_maps(result.run_dir, tuple(args.make_maps), result.state)
     if int(os.environ.get("RANK", "0")) == 0:
         m = result.metrics
         print(

@@ -74,8 +74,12 @@ def train(
     progress_bar: bool = True,
     max_steps: int | None = None,
     preview_every_s: float = 0.0,
+    then: str | None = None,
 ) -> TrainResult:
     """Train (or resume) a run in `run_dir`. Works alone or under torchrun (DDP).
+
+    `then` = "mapping": the process goes on to make the run's maps, so status.json says that
+    (keeping the run's own ending under "final") instead of the ending itself.
 
     `preview_every_s` > 0: rank 0 writes preview.safetensors about that often (every N steps,
     N chosen by the step time), for the live view; it changes nothing about the training."""
@@ -166,7 +170,11 @@ def train(
         )
         if s.is_main:  # a stored evaluation described the old weights, so it is not carried over
             atomic_write_json(RunDir(run_dir).metrics, metrics)
-            status.write(state, epoch, step, eta_s=0.0)
+            if then:
+                status.write(then, epoch, step, eta_s=0.0, message="making the map",
+                             final={"state": state, "message": ""})  # fmt: skip
+            else:
+                status.write(state, epoch, step, eta_s=0.0)
         return TrainResult(run_dir, state, step, epoch, metrics)
     except BaseException as e:
         message = str(e) if isinstance(e, (TrainingError, OSError)) else f"{type(e).__name__}: {e}"

@@ -100,7 +100,13 @@ class StatusWriter:
         return elapsed_s / max(done, 1) * (self.total_steps - step)
 
     def write(
-        self, state: str, epoch: int, step: int, eta_s: float | None, message: str = ""
+        self,
+        state: str,
+        epoch: int,
+        step: int,
+        eta_s: float | None,
+        message: str = "",
+        final: dict | None = None,
     ) -> None:
         if not self.enabled:
             return
@@ -122,5 +128,6 @@ class StatusWriter:
                 "pid": os.getpid(),
                 "updated": now,
                 "message": message,
+                **({"final": final} if final else {}),
             },
         )

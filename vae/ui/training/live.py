@@ -25,6 +25,7 @@ STATE_BADGE = {  # state -> (label, material icon, colour)
     "starting": ("starting", ":material/hourglass_top:", "blue"),
     "running": ("running", ":material/play_circle:", "green"),
     "stopping": ("stopping", ":material/pause_circle:", "orange"),
+    "mapping": ("making the map", ":material/scatter_plot:", "blue"),
     "stopped": ("stopped", ":material/stop_circle:", "orange"),
     "finished": ("finished", ":material/check_circle:", "green"),
     "failed": ("failed", ":material/error:", "red"),
@@ -69,6 +70,9 @@ def progress_text(s: jobs.JobStatus) -> str:
         parts.append(f"about {duration(s.eta_s)} left")
     if s.state in jobs.TERMINAL:
         parts.insert(0, s.state.capitalize())
+    if s.state == "mapping":  # trained; the job makes the t-SNE map so Explore opens on it
+        parts.insert(0, "Trained")
+        parts.append("making the map for Explore")
     return " · ".join(parts)
 
 
@@ -104,8 +108,11 @@ def actions(s: jobs.JobStatus) -> None:
     row = st.container(horizontal=True, vertical_alignment="center")
     with row:
         if s.active and st.button(
-            "Stop", icon=":material/stop:", key=f"stop_{s.name}", disabled=s.state == "stopping",
-            help="Finishes the current step, saves a checkpoint and stops; you can resume later.",
+            "Stop", icon=":material/stop:", key=f"stop_{s.name}",
+            disabled=s.state in ("stopping", "mapping"),
+            help="Finishes the current step, saves a checkpoint and stops; you can resume later."
+            + (" Training has ended; the map takes a few more seconds." if s.state == "mapping"
+               else ""),
         ):  # fmt: skip
             try:
                 jobs.stop(s.name)
@@ -151,7 +158,7 @@ def live_view(name: str) -> None:
     was_active[name] = s.active
     st.markdown(f"#### {name} &nbsp; {badge_text(s.state)}")
     st.caption(summary(run_dir, s))
-    st.progress(1.0 if s.state == "finished" else s.progress, text=progress_text(s))
+    st.progress(1.0 if s.state in ("finished", "mapping") else s.progress, text=progress_text(s))
     actions(s)
     if s.state == "failed":
         st.error(s.message, icon=":material/error:")
