@@ -302,10 +302,19 @@ def download_idx(
 
 
 # --- reading IDX ---------------------------------------------------------------------------------
+MAX_IDX_BYTES = 64 << 20  # train-images-idx3-ubyte is 47 MB inflated
+
+
 def read_idx(path: Path, magic: int) -> np.ndarray:
     """Decompress and parse one IDX file: images (N, 28, 28) or labels (N,), uint8."""
     try:
-        data = gzip.decompress(path.read_bytes())
+        with gzip.open(path, "rb") as f:  # streamed, and bounded: a small .gz can inflate to GBs
+            data = f.read(MAX_IDX_BYTES + 1)
+        if len(data) > MAX_IDX_BYTES:
+            raise DatasetError(
+                f"{path} inflates to more than {MAX_IDX_BYTES >> 20} MB; the largest canonical "
+                "IDX file is 47 MB. Delete it and load the dataset again."
+            )
     except (OSError, EOFError, zlib.error) as e:
         raise DatasetError(
             f"{path} is not a readable gzip file ({e}); it is corrupt or truncated. Delete it and "
