@@ -64,7 +64,9 @@ class WriteError(ExplorerError, OSError):
     a folder should be. The message names the folder; `errno` is the system's error number."""
 
     def __str__(self) -> str:  # the message alone, not OSError's "[Errno 28] ..."
-        return str(self.args[0]) if self.args else ""
+        from vae.errors import public_text
+
+        return public_text(str(self.args[0]) if self.args else "")
 
 
 # --- atomic file writes --------------------------------------------------------------------------

@@ -80,3 +80,35 @@ def test_uploads_are_per_session_and_within_a_quota(dirs, monkeypatch):
     uploads = dirs["cache"] / "uploads"
     assert not any((uploads / d).is_dir() and (uploads / d / "config.json").exists()
                    for d in (p.name for p in uploads.iterdir()))  # fmt: skip
+
+
+def test_visitors_never_see_server_paths(dirs, monkeypatch, tmp_path):
+    from vae.checkpoint import WriteError
+    from vae.data import DatasetError
+    from vae.errors import redact_paths
+
+    secret = str(tmp_path / "srv" / "secret-place" / "mnist")
+    e = DatasetError(f"MNIST is not installed (0 of 4 files in {secret}). Download it")
+    w = WriteError(f"cannot write model.safetensors to {secret}: the disk is full")
+    monkeypatch.delenv("VAE_PUBLIC", raising=False)
+    assert secret in str(e)  # a local app names the folder: the user can fix it there
+    monkeypatch.setenv("VAE_PUBLIC", "1")
+    for err in (e, w):
+        assert secret not in str(err) and "…/mnist" in str(err)
+    assert (
+        redact_paths("see https://host.org/a/b/c and /x/y/z")
+        == "see https://host.org/a/b/c and …/z"
+    )
+    # through the app: a model whose dataset (MNIST) is not in the server's data folder
+    from tests.pages.conftest import _mnist_checkpoint
+
+    _mnist_checkpoint(dirs["runs"] / "needs-mnist")
+    at = _public(dirs, monkeypatch)
+    at.sidebar.selectbox(key="model").set_value("run:needs-mnist").run()
+    assert not at.exception
+    shown = " ".join(
+        [m.value for m in at.markdown] + [c.value for c in at.caption]
+        + [w.value for w in at.sidebar.warning] + [c.value for c in at.sidebar.caption]
+    )  # fmt: skip
+    assert "not on this machine" in shown
+    assert str(dirs["root"]) not in shown and "/data/mnist" not in shown

@@ -16,7 +16,7 @@ import streamlit as st
 
 from vae.checkpoint import Run
 from vae.data import DatasetError, ImageDataset
-from vae.errors import ExplorerError
+from vae.errors import ExplorerError, public_text
 from vae.mapping import MIN_TEST_IMAGES  # noqa: F401 - below it a map uses the whole dataset
 from vae.ui import models
 
@@ -83,7 +83,7 @@ def missing_notice(run: Run, without: str = "", key: str = "main") -> None:
     except DatasetError as e:
         s = {"available": False, "downloadable": False, "message": str(e), "title": ""}
     title = s.get("title") or name or "its dataset"
-    detail = str(s.get("message") or "")
+    detail = public_text(str(s.get("message") or ""))
     if s.get("available"):  # on disk but unreadable (a torn file, say): the loader's own words
         try:
             load(run)
@@ -139,7 +139,7 @@ def dataset_panel(run: Run) -> None:
         return
     if s.get("available"):
         st.sidebar.caption(
-            f":material/dataset: Dataset **{name}**: {s.get('message') or 'available'}"
+            f":material/dataset: Dataset **{name}**: {public_text(s.get('message') or 'available')}"
         )
         return
     title = s.get("title") or name
@@ -150,11 +150,11 @@ def dataset_panel(run: Run) -> None:
     )
     size = f" (about {s['size_mb']} MB)" if s.get("size_mb") else ""
     if s.get("downloadable") and st.sidebar.button(
-        f"Download {title}{size}", key=f"dl_{name}", help=str(s.get("message") or "")
+        f"Download {title}{size}", key=f"dl_{name}", help=public_text(str(s.get("message") or ""))
     ):
         download_with_progress(name, data_dir, st.sidebar, on_done=_load.clear)
     elif not s.get("downloadable"):
-        st.sidebar.caption(str(s.get("message") or ""))
+        st.sidebar.caption(public_text(str(s.get("message") or "")))
 
 
 def download_with_progress(
