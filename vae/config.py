@@ -13,6 +13,7 @@ from vae.errors import ExplorerError
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 SIGMA_MODES = ("fixed", "learned")
+OBJECTIVES = ("elbo", "btcvae")  # the ELBO (IWAE with iw_samples > 1), β-TCVAE (Chen et al. 2018)
 MAX_LAYERS = 16  # hidden layers of an mlp (a conv stack has at most 4)
 MAX_PARAMS = 50_000_000  # weights of one model (~200 MB of float32); the shipped ones are < 1M
 
@@ -159,6 +160,8 @@ class TrainConfig:
     warmup_steps: int = 0
     free_bits: float = 0.0
     iw_samples: int = 1  # k > 1: train on the IWAE bound (Burda et al. 2015) instead of the ELBO
+    objective: str = "elbo"  # "btcvae": the ELBO with its total correlation weighted by tc_beta
+    tc_beta: float = 6.0  # β-TCVAE's weight of the total correlation (1: the ELBO)
     binarize: bool | None = None  # None: auto (bernoulli likelihood on binary-like data)
     seed: int = 0
     device: str = "auto"
@@ -173,7 +176,7 @@ class TrainConfig:
             if not lo <= v <= hi:
                 raise ConfigError(f"{name} must be in {lo}..{hi:,}, got {v:,}")
             setattr(self, name, v)
-        for name in ("lr", "weight_decay", "grad_clip", "beta", "free_bits"):
+        for name in ("lr", "weight_decay", "grad_clip", "beta", "free_bits", "tc_beta"):
             v = _real(getattr(self, name), name)
             if v < 0:
                 raise ConfigError(f"{name} must be >= 0, got {v}")
@@ -193,6 +196,15 @@ class TrainConfig:
             raise ConfigError(f"data_dir must be a folder path, got {_short(self.data_dir)}")
         if self.iw_samples > 1 and self.free_bits > 0:
             raise ConfigError("free bits apply to the ELBO only; use iw_samples = 1 with them")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(
+                f"objective must be one of {OBJECTIVES}, got {_short(self.objective)}"
+            )
+        if self.objective == "btcvae" and (self.iw_samples > 1 or self.free_bits > 0):
+            raise ConfigError(
+                "the β-TCVAE objective is the single-sample ELBO's; use iw_samples = 1 and "
+                "free_bits = 0 with it"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,4 +1,4 @@
-"""Training objectives: the ELBO (with β, warm-up and free bits) and the IWAE bound."""
+"""Training objectives: the ELBO (with β, warm-up and free bits), β-TCVAE and the IWAE bound."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from vae.distributions import DiagonalGaussian, standard_normal_log_prob
+from vae.config import ConfigError
+from vae.distributions import LOG_2PI, DiagonalGaussian, standard_normal_log_prob
 from vae.model import VAE, unwrap
 
 
@@ -20,6 +21,9 @@ class ELBOTerms:
     recon: torch.Tensor  # -E_q[log p(x|z)] per sample
     kl: torch.Tensor  # KL(q(z|x) || p(z)) per sample
     kl_per_dim: torch.Tensor  # (D,)
+    mi: torch.Tensor | None = None  # β-TCVAE only: the KL's three parts (`kl_decomposition`)
+    tc: torch.Tensor | None = None
+    dwkl: torch.Tensor | None = None
 
 
 def elbo(
@@ -47,6 +51,101 @@ def elbo(
         recon=recon,
         kl=kl,
         kl_per_dim=kl_per_dim,
+    )
+
+
+MAX_PAIR_TERMS = 1 << 27  # batch² × latent dims of β-TCVAE's pairwise matrix (512 MiB float32)
+
+
+@dataclass
+class KLDecomposition:
+    """Per-sample terms, each (B,), adding up to log q(z|x) - log p(z) (Chen et al. 2018, Eq. 2):
+
+    mi    log q(z|x) - log q(z)                index-code mutual information I_q(z; n)
+    tc    log q(z) - Σ_d log q(z_d)            total correlation KL(q(z) || Π_d q(z_d))
+    dwkl  Σ_d log q(z_d) - log p(z)            dimension-wise KL Σ_d KL(q(z_d) || p(z_d))
+    """
+
+    mi: torch.Tensor
+    tc: torch.Tensor
+    dwkl: torch.Tensor
+
+
+def pairwise_log_q(z: torch.Tensor, q: DiagonalGaussian) -> torch.Tensor:
+    """log q(z_id | x_j) for every sample i and posterior j of the batch: (B, B, D), float32."""
+    mean, logvar = q.mean.float(), q.logvar.float()  # (B, D)
+    diff = z.float()[:, None, :] - mean[None, :, :]  # (B, B, D): z_i - μ_j
+    return -0.5 * (LOG_2PI + logvar[None] + diff.pow(2) * torch.exp(-logvar)[None])  # (B, B, D)
+
+
+def kl_decomposition(z: torch.Tensor, q: DiagonalGaussian) -> KLDecomposition:
+    """Split the single-sample KL of z (B, D) ~ q(z|x) into MI, TC and dimension-wise KL, with the
+    batch's aggregate posterior q(z) = (1/B) Σ_j q(z|x_j):
+
+        log q(z_i)   ≈ logsumexp_j log q(z_i|x_j) - log B
+        log q(z_id)  ≈ logsumexp_j log q(z_id|x_j) - log B
+
+    These are the sums of minibatch-weighted sampling (MWS, Chen et al. 2018), which weight
+    every pair alike; the normaliser is log B where the paper has log(N·B), N the dataset size.
+    A constant changes no gradient, so training is the paper's, but log(N·B) would move the
+    logged terms by +log N (MI), +(D-1) log N (TC) and -D log N (dimension-wise KL): a TC of
+    (D-1) log N for a factorised q(z). With log B the terms are exact for the batch's own
+    aggregate posterior (the whole posterior when the batch is the dataset).
+    """
+    b = z.shape[0]
+    log_pairs = pairwise_log_q(z, q)  # (B, B, D)
+    log_qzx = q.log_prob(z).float()  # (B,): log q(z_i | x_i)
+    log_qz = torch.logsumexp(log_pairs.sum(-1), 1) - math.log(b)  # (B,)
+    log_prod = (torch.logsumexp(log_pairs, 1) - math.log(b)).sum(-1)  # (B,)
+    log_pz = standard_normal_log_prob(z.float())  # (B,)
+    return KLDecomposition(mi=log_qzx - log_qz, tc=log_qz - log_prod, dwkl=log_prod - log_pz)
+
+
+def check_pair_terms(batch_size: int, latent_dim: int) -> None:
+    """Refuse a β-TCVAE batch whose (B, B, D) pairwise matrix would not fit in memory."""
+    n = batch_size * batch_size * latent_dim
+    if n > MAX_PAIR_TERMS:
+        most = math.isqrt(MAX_PAIR_TERMS // latent_dim)
+        raise ConfigError(
+            f"β-TCVAE compares every pair of images in a batch: batch size {batch_size} with a "
+            f"{latent_dim}-d latent needs {n * 4 / 2**30:.1f} GiB per copy of the pairwise "
+            f"matrix; use a batch size of at most {most}"
+        )
+
+
+def btcvae_objective(
+    model: VAE,
+    x: torch.Tensor,
+    tc_beta: float,
+    beta: float = 1.0,
+    alpha: float = 1.0,
+    gamma: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> ELBOTerms:
+    """β-TCVAE (Chen et al. 2018): the ELBO with its KL split by `kl_decomposition`,
+
+        L = E_q[log p(x|z)] - β (α MI + tc_beta TC + γ dwKL),
+
+    α = γ = 1 by default; β is the KL weight with its warm-up (1 after it), so with
+    tc_beta = 1 this is the ELBO in expectation. `loss` is -L; `elbo`, `recon` and `kl` are
+    the true ELBO's terms (analytic KL), as for ELBO training; `mi`, `tc`, `dwkl` the batch means.
+    """
+    params, q, z = model(x, generator)  # (B, C, H, W), q, (B, D)
+    ll = unwrap(model).log_likelihood(params.float(), x.float())  # (B,)
+    parts = kl_decomposition(z, q)
+    kl_d = q.kl_per_dim().float()  # (B, D)
+    recon = -ll.mean()
+    kl = kl_d.sum(-1).mean()
+    mi, tc, dwkl = parts.mi.mean(), parts.tc.mean(), parts.dwkl.mean()
+    return ELBOTerms(
+        loss=recon + beta * (alpha * mi + tc_beta * tc + gamma * dwkl),
+        elbo=-(recon + kl),
+        recon=recon,
+        kl=kl,
+        kl_per_dim=kl_d.mean(0),
+        mi=mi,
+        tc=tc,
+        dwkl=dwkl,
     )
 
 

@@ -196,6 +196,9 @@ _LOG_NEEDS = {  # kind -> (whole-number keys, number keys) every line must have
 }
 
 
+_LOG_NUMBERS = ("loss", "beta", "time", "time_s", "mi", "tc", "dwkl")  # mi, tc, dwkl: β-TCVAE
+
+
 def log_problem(rec: dict[str, Any], kind: str) -> str:
     """Why one record of a log ("epochs": metrics.jsonl, "steps": steps.jsonl) cannot be drawn,
     or ''. Losses may be NaN (a diverged run logs them as they were). An epoch's test values
@@ -213,7 +216,7 @@ def log_problem(rec: dict[str, Any], kind: str) -> str:
         if key.endswith("_per_dim"):
             if not (_numbers(v, finite=False) and len(v) <= 128):
                 return f"{_short(key, 30)} must be a list of at most 128 numbers"
-        elif key.startswith(("train_", "test_")) or key in ("loss", "beta", "time", "time_s"):
+        elif key.startswith(("train_", "test_")) or key in _LOG_NUMBERS:
             if not _is_number(v, finite=False):
                 return f"{_short(key, 30)} must be a number, got {_short(v)}"
         elif key in ("step", "total_steps", "epoch") and not _is_whole(v):

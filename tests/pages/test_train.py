@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import time
@@ -14,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from vae import jobs
 from vae.checkpoint import CONFIG_FILE, PREVIEW_FILE, WEIGHTS_FILE, load_run, save_preview
+from vae.record import RunDir
 from vae.ui import models, training
 
 pytestmark = pytest.mark.timeout(180)
@@ -115,6 +117,26 @@ def test_other_bad_settings_start_nothing(dirs):
     msgs = errors(start(at.run()))
     assert any("'taken' already exists" in m for m in msgs), msgs
     assert started(dirs) == ["taken"]
+
+
+def test_the_btcvae_objective_shows_its_tc_weight_and_starts_a_btcvae_job(dirs):
+    at = train_page(dirs)
+    assert at.selectbox(key="tr_objective").value == "elbo"
+    assert not at.number_input(key="tr_free_bits").disabled  # shown for the ELBO
+    at.selectbox(key="tr_objective").set_value("btcvae").run()
+    assert "Chen et al. 2018" in at.selectbox(key="tr_objective").help
+    assert [w.key for w in at.number_input if w.key == "tr_free_bits"] == []
+    at.number_input(key="tr_tc_beta").set_value(4.0)
+    at.number_input(key="tr_batch").set_value(65_536)
+    msgs = errors(start(at))
+    assert any("β-TCVAE compares every pair" in m for m in msgs) and started(dirs) == []
+    at.number_input(key="tr_batch").set_value(64)
+    at.text_input(key="tr_name").input("tc-run")
+    at.number_input(key="tr_epochs").set_value(1)
+    at.text_input(key="tr_hidden").input("16")
+    assert errors(start(at)) == [] and started(dirs) == ["tc-run"]
+    request = json.loads(RunDir(dirs["runs"] / "tc-run").request.read_text())
+    assert (request["train"]["objective"], request["train"]["tc_beta"]) == ("btcvae", 4.0)
 
 
 def test_a_job_runs_to_the_end_and_opens_in_explore(dirs):

@@ -33,7 +33,7 @@ from vae.cliutil import (
     error_line,
     model_config,
 )
-from vae.config import ConfigError, ModelConfig, TrainConfig
+from vae.config import OBJECTIVES, ConfigError, ModelConfig, TrainConfig
 from vae.data import DatasetError, load_dataset
 from vae.train.loop import train
 from vae.train.preview import PREVIEW_EVERY_S
@@ -59,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="k > 1: train on the k-sample IWAE bound (Burda et al. 2015) instead of the ELBO",
+    )
+    p.add_argument(
+        "--objective",
+        choices=list(OBJECTIVES),
+        default="elbo",
+        help="elbo: the ELBO (or IWAE with --iw-samples); btcvae: β-TCVAE (Chen et al. 2018), "
+        "the ELBO with its KL split into index-code MI, total correlation and dimension-wise KL "
+        "by minibatch-weighted sampling, the total correlation weighted by --tc-beta",
+    )
+    p.add_argument(
+        "--tc-beta",
+        type=float,
+        default=TrainConfig.tc_beta,
+        help="β-TCVAE's weight of the total correlation (with --objective btcvae; 1: the ELBO)",
     )
     p.add_argument("--binarize", choices=["auto", "yes", "no"], default="auto")
     p.add_argument("--epochs", type=int, default=10)
@@ -151,6 +165,8 @@ def configs_from_args(
         return model_cfg, TrainConfig.from_dict(tc), out, True
     if not args.dataset or not args.out:
         raise TrainingError("--dataset and --out are required (or --resume RUN)")
+    if args.objective != "btcvae" and "tc_beta" in given_options(argv):
+        raise TrainingError("--tc-beta weights β-TCVAE's total correlation; add --objective btcvae")
     probe = load_dataset(args.dataset, "train", args.data_dir, image_size=args.image_size)
     model_cfg = model_config(args, probe.image_shape)
     cfg = TrainConfig(
@@ -165,6 +181,8 @@ def configs_from_args(
         warmup_steps=args.warmup_steps,
         free_bits=args.free_bits,
         iw_samples=args.iw_samples,
+        objective=args.objective,
+        tc_beta=args.tc_beta,
         binarize=BINARIZE[args.binarize],
         seed=args.seed,
         device=args.device,

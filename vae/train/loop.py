@@ -1,7 +1,7 @@
 """The training loop: epochs of seeded index slices over on-device data, one optimiser step each.
 
     for each epoch:  permute the images (seeded by epoch), take this rank's share
-        for each step:   slice a batch, binarize it, minimise -ELBO (or -IWAE), log every k steps
+        for each step:   slice a batch, binarize it, minimise -ELBO (-IWAE, -β-TCVAE), log
         every few s:     preview.safetensors, the weights the live view draws (every N steps)
         at the end:      test ELBO, a metrics.jsonl line, a checkpoint to load or resume from
 
@@ -28,14 +28,14 @@ from tqdm import tqdm
 from vae.checkpoint import append_jsonl, atomic_write_json, save_preview, weights_hash
 from vae.config import ModelConfig, TrainConfig
 from vae.model import VAE
-from vae.objectives import ELBOTerms, dynamic_binarize, elbo, iwae_objective
+from vae.objectives import ELBOTerms, btcvae_objective, dynamic_binarize, elbo, iwae_objective
 from vae.record import RunDir
 from vae.train.preview import PreviewSchedule
 from vae.train.seeding import epoch_permutation, step_generator
 from vae.train.setup import Setup, save_checkpoint, setup
 from vae.train.status import StatusWriter, StepInfo, append_step, drop_logs_after, open_run_dir
 from vae.train.stopping import StopFlag, TrainingError, should_stop
-from vae.train.sums import EMPTY_SUMS, RunningSums
+from vae.train.sums import EMPTY_SUMS, TC_KEYS, RunningSums, sum_keys
 
 
 @dataclass
@@ -91,7 +91,8 @@ def train(
         open_run_dir(run_dir, resume)
         stop.install()
     status = StatusWriter(run_dir, s.is_main, cfg.epochs, s.total_steps)
-    sums = RunningSums(s.device, s.epoch_acc, log_every)  # this epoch's sums (resumed mid-epoch)
+    keys = sum_keys(cfg.objective)
+    sums = RunningSums(s.device, s.epoch_acc, log_every, keys)  # this epoch's (resumed mid-epoch)
     previews = PreviewSchedule(preview_every_s if s.is_main else 0.0, step)
 
     def checkpoint(wall_s: float) -> None:  # the weights of `step`, and where to resume from
@@ -133,7 +134,7 @@ def train(
                 if log_step or sums.full():
                     sums.flush(epoch, run_dir, cfg.lr)  # raises at a NaN/Inf loss
                 if s.is_main and log_step:
-                    info = StepInfo(step, epoch, s.total_steps, *sums.latest, beta)
+                    info = StepInfo(step, epoch, s.total_steps, beta=beta, **sums.latest)
                     bar.set_postfix(elbo=f"{info.elbo:.1f}", kl=f"{info.kl:.1f}")
                     append_step(run_dir, info)
                     elapsed = train_time + time.perf_counter() - t_epoch
@@ -158,7 +159,7 @@ def train(
             last_record = record
             epoch += 1
             batch = 0
-            sums = RunningSums(s.device, EMPTY_SUMS, log_every)
+            sums = RunningSums(s.device, EMPTY_SUMS, log_every, keys)
             checkpoint(run_wall_s())
             if on_epoch and s.is_main:
                 on_epoch(EpochInfo(epoch, step, record))
@@ -196,11 +197,14 @@ def train_step(s: Setup, xb: torch.Tensor, beta: float, g: torch.Generator) -> E
 
     ELBO:  L = E_q[log p(x|z)] - β KL(q(z|x) || p(z))   (Kingma & Welling 2013, Eq. 3), with
            β (Higgins et al. 2017) and free bits (Kingma et al. 2016, Eq. 15);
-    IWAE:  L_k = E[log (1/k) Σ_i p(x, z_i) / q(z_i|x)]   (Burda et al. 2015, Eq. 8) when k > 1.
+    IWAE:  L_k = E[log (1/k) Σ_i p(x, z_i) / q(z_i|x)]   (Burda et al. 2015, Eq. 8) when k > 1;
+    β-TCVAE: L = E_q[log p(x|z)] - β (MI + tc_beta TC + dwKL)   (Chen et al. 2018).
     """
     cfg = s.cfg
     with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.use_amp):
-        if cfg.iw_samples > 1:
+        if cfg.objective == "btcvae":
+            terms = btcvae_objective(s.fwd, xb, cfg.tc_beta, beta=beta, generator=g)
+        elif cfg.iw_samples > 1:
             terms = iwae_objective(s.fwd, xb, cfg.iw_samples, beta=beta, generator=g)
         else:
             terms = elbo(s.fwd, xb, beta=beta, free_bits=cfg.free_bits, generator=g)
@@ -281,6 +285,7 @@ def _epoch_record(s: Setup, sums: RunningSums, epoch: int, step: int) -> dict[st
         "train_elbo": m["elbo"],
         "train_recon": m["recon"],
         "train_kl": m["kl"],
+        **{f"train_{k}": m[k] for k in TC_KEYS if k in m},  # β-TCVAE: MI + TC + dwKL ≈ KL
         "beta": beta_at(step - 1, s.cfg),
     }
 
@@ -293,10 +298,13 @@ def _evaluate_and_log(
     record.update({f"test_{k}": v for k, v in ev.items()})
     record["time_s"] = round(run_wall_s(), 3)  # evaluation included
     append_jsonl(RunDir(run_dir).epochs_log, record)
+    names = {"mi": "MI", "tc": "TC", "dwkl": "dwKL"}
+    parts = [f"{names[k]} {record[f'train_{k}']:.2f}" for k in TC_KEYS if f"train_{k}" in record]
     tqdm.write(
         f"epoch {record['epoch']}/{s.cfg.epochs}  train ELBO {record['train_elbo']:.2f}  "
-        f"recon {record['train_recon']:.2f}  KL {record['train_kl']:.2f}  |  "
-        f"test ELBO {record['test_elbo']:.2f}"
+        f"recon {record['train_recon']:.2f}  KL {record['train_kl']:.2f}"
+        + (f" ({' + '.join(parts)})" if parts else "")
+        + f"  |  test ELBO {record['test_elbo']:.2f}"
     )
 
 

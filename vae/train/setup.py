@@ -27,6 +27,7 @@ from vae.config import ModelConfig, TrainConfig
 from vae.data import load_dataset
 from vae.device import resolve_device
 from vae.model import VAE
+from vae.objectives import check_pair_terms
 from vae.record import binarize_rule
 from vae.train.stopping import TrainingError
 from vae.train.sums import EMPTY_SUMS
@@ -107,6 +108,8 @@ def setup(
 ) -> Setup:
     """Build the run in `run_dir`: fresh, or (`resume`) from its train_state."""
     rank, world = ranks()
+    if cfg.objective == "btcvae":  # before anything is loaded
+        check_pair_terms(max(1, cfg.batch_size // world), model_cfg.latent_dim)
     device = init_device(cfg.device, world)
 
     # data, resident on the device

@@ -44,6 +44,9 @@ class StepInfo:
     recon: float
     kl: float
     beta: float
+    mi: float | None = None  # β-TCVAE runs: the KL's three parts (vae.objectives.kl_decomposition)
+    tc: float | None = None
+    dwkl: float | None = None
 
 
 def open_run_dir(run_dir: Path, resume: bool) -> None:
@@ -82,7 +85,8 @@ def drop_logs_after(run_dir: Path, step: int) -> None:
 
 
 def append_step(run_dir: Path, info: StepInfo) -> None:
-    append_jsonl(RunDir(run_dir).steps_log, {**asdict(info), "time": time.time()})
+    record = {k: v for k, v in asdict(info).items() if v is not None}  # no TC terms: no keys
+    append_jsonl(RunDir(run_dir).steps_log, {**record, "time": time.time()})
 
 
 class StatusWriter:

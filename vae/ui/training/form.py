@@ -16,10 +16,11 @@ from typing import Any
 import streamlit as st
 
 from vae import jobs
-from vae.config import ConfigError, ModelConfig, TrainConfig
+from vae.config import OBJECTIVES, ConfigError, ModelConfig, TrainConfig
 from vae.data import DATASETS, DatasetError, load_dataset
 from vae.data.status import dataset_status as data_status
 from vae.device import DeviceInfo, list_devices
+from vae.objectives import check_pair_terms
 from vae.ui import data
 
 DATASET_TITLES = {
@@ -33,6 +34,7 @@ DATASET_TITLES = {
 NEEDS_DIR = ("folder", "npz")
 RESIZABLE = ("shapes", "folder", "npz")
 HIDDEN_DEFAULT = {"mlp": "400", "conv": "32, 64"}
+OBJECTIVE_TITLES = {"elbo": "ELBO", "btcvae": "β-TCVAE (total correlation)"}
 CLEAR_NAME = "_tr_clear_name"  # session flag: empty the Name field on the next run
 KEEP = "session"  # persist_state of every form widget: kept across page switches
 
@@ -147,11 +149,29 @@ def _data_column(v: dict[str, Any]) -> None:
         ):
             data.download_with_progress(v["dataset"], v["data_dir"], on_done=probe.clear)
     st.markdown("**Objective**")
+    v["objective"] = st.selectbox(
+        "Objective", OBJECTIVES, key="tr_objective", persist_state=KEEP,
+        format_func=lambda o: OBJECTIVE_TITLES.get(o, o),
+        help="ELBO: the evidence lower bound (Kingma & Welling 2013). β-TCVAE (Chen et al. "
+        "2018, *Isolating Sources of Disentanglement in VAEs*): the ELBO with its KL split into "
+        "index-code mutual information, total correlation (TC) and dimension-wise KL, estimated "
+        "over each batch by minibatch-weighted sampling; weighting the TC more than 1 pushes the "
+        "latent dimensions towards independence (disentanglement).",
+    )  # fmt: skip
+    v["tc_beta"] = TrainConfig.tc_beta
+    if v["objective"] == "btcvae":
+        v["tc_beta"] = st.number_input(
+            "TC weight (β of β-TCVAE)", 0.0, 100.0, TrainConfig.tc_beta, step=1.0,
+            key="tr_tc_beta", persist_state=KEEP,
+            help="Weight of the total correlation KL(q(z) || Π_j q(z_j)); 1 is the plain ELBO "
+            "(Chen et al. 2018). The mutual information and dimension-wise KL keep weight β.",
+        )  # fmt: skip
     v["beta"] = st.number_input(
         "β (weight of the KL term)", 0.0, 100.0, 1.0, step=0.5, key="tr_beta",
         persist_state=KEEP,
         help="1 is the plain VAE (Kingma & Welling 2013); more than 1 is a β-VAE "
-        "(Higgins et al. 2017), which trades reconstruction for a more regular latent space.",
+        "(Higgins et al. 2017), which trades reconstruction for a more regular latent space. "
+        "With β-TCVAE it weights all three parts of the KL (the TC times the TC weight).",
     )  # fmt: skip
     v["warmup_steps"] = int(
         st.number_input(
@@ -160,11 +180,13 @@ def _data_column(v: dict[str, Any]) -> None:
             "helps keep latent dimensions from collapsing early.",
         )
     )  # fmt: skip
-    v["free_bits"] = st.number_input(
-        "Free bits (nats per dimension)", 0.0, 10.0, 0.0, step=0.1, key="tr_free_bits",
-        persist_state=KEEP,
-        help="KL below this, per latent dimension, is not penalised (Kingma et al. 2016).",
-    )  # fmt: skip
+    v["free_bits"] = 0.0
+    if v["objective"] == "elbo":  # β-TCVAE splits the KL otherwise than per dimension
+        v["free_bits"] = st.number_input(
+            "Free bits (nats per dimension)", 0.0, 10.0, 0.0, step=0.1, key="tr_free_bits",
+            persist_state=KEEP,
+            help="KL below this, per latent dimension, is not penalised (Kingma et al. 2016).",
+        )  # fmt: skip
 
 
 def _model_column(v: dict[str, Any]) -> None:
@@ -281,12 +303,17 @@ def parse_form(
                 lr=lr,
                 beta=float(v["beta"]),
                 warmup_steps=v["warmup_steps"],
-                free_bits=float(v["free_bits"]),
+                free_bits=float(v.get("free_bits", 0.0)),
+                objective=v.get("objective", "elbo"),
+                tc_beta=float(v.get("tc_beta", TrainConfig.tc_beta)),
                 seed=v["seed"],
                 device=v["device"],
             )
+            if cfg.objective == "btcvae" and model_cfg is not None:
+                check_pair_terms(cfg.batch_size, model_cfg.latent_dim)
         except ConfigError as e:
             errors.append(f"Training: {e}.")
+            cfg = None
     return model_cfg, cfg, errors
 
 

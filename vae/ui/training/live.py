@@ -89,6 +89,7 @@ def summary(run_dir: Path, s: jobs.JobStatus) -> str:
         f"{m.latent_dim}-d latent",
         f"{m.likelihood} decoder",
         f"β {t.beta:g}",
+        f"β-TCVAE, TC weight {t.tc_beta:g}" if t.objective == "btcvae" else "",
         f"batch {t.batch_size}",
         f"lr {t.lr:g}",
         f"on {s.device}" if s.device else "",
