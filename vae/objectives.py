@@ -94,7 +94,7 @@ def kl_decomposition(z: torch.Tensor, q: DiagonalGaussian) -> KLDecomposition:
     """
     b = z.shape[0]
     log_pairs = pairwise_log_q(z, q)  # (B, B, D)
-    log_qzx = q.log_prob(z).float()  # (B,): log q(z_i | x_i)
+    log_qzx = log_pairs.diagonal(dim1=0, dim2=1).sum(0)  # (B,): log q(z_i | x_i), in float32
     log_qz = torch.logsumexp(log_pairs.sum(-1), 1) - math.log(b)  # (B,)
     log_prod = (torch.logsumexp(log_pairs, 1) - math.log(b)).sum(-1)  # (B,)
     log_pz = standard_normal_log_prob(z.float())  # (B,)
