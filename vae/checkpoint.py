@@ -399,9 +399,25 @@ def load_run(
 def _read_weights(
     path: Path, name: str, cfg: ModelConfig
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a weights file for a model of `cfg`. The header is read and
-    checked against `cfg.state_shapes()` before the tensors are; one open file throughout, so
-    a file replaced meanwhile is read whole. Raises CheckpointError naming `name`."""
+    """(tensors, metadata) of a weights file for a model of `cfg` (`read_weights_file`)."""
+    return read_weights_file(path, name, cfg.state_shapes())
+
+
+def read_weights_file(
+    path: Path,
+    name: str,
+    expected: dict[str, tuple[int, ...]],
+    *,
+    dtypes: dict[str, str] | None = None,
+    may_miss: frozenset[str] = frozenset(),
+    against: str = "its config",
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file that must hold the tensors `expected` names,
+    of those shapes (`may_miss` names ones that may be absent: tied copies of another). A
+    tensor is float16, bfloat16, float32 or float64, unless `dtypes` names its exact
+    safetensors dtype (an integer buffer, say). The header is read and checked before the
+    tensors are; one open file throughout, so a file replaced meanwhile is read whole. Raises
+    CheckpointError naming `name` (and `against`, what the tensors must match)."""
     bad = f"{name} is not a valid safetensors file"
     try:
         with open_regular(path, MAX_WEIGHTS_BYTES, name) as f:
@@ -415,7 +431,7 @@ def _read_weights(
                 header = parse_json(header_bytes, "its header")
             except RecordError as e:
                 raise CheckpointError(f"{bad}: {e}") from None
-            need = _check_header(header, name, cfg)
+            need = _check_header(header, name, expected, dtypes or {}, may_miss, against)
             if 8 + n + need != size:
                 raise CheckpointError(
                     f"{bad}: it holds {size:,} bytes, its header says {8 + n + need:,}"
@@ -438,8 +454,18 @@ def _read_weights(
     return state, meta
 
 
-def _check_header(header: Any, name: str, cfg: ModelConfig) -> int:
-    """Check a safetensors header against the model `cfg` describes; returns the bytes of
+EXACT_DTYPES = {"I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}  # named by `dtypes`
+
+
+def _check_header(
+    header: Any,
+    name: str,
+    expected: dict[str, tuple[int, ...]],
+    dtypes: dict[str, str],
+    may_miss: frozenset[str],
+    against: str,
+) -> int:
+    """Check a safetensors header against the tensors `expected` names; returns the bytes of
     tensor data it declares."""
     if not isinstance(header, dict):
         raise CheckpointError(f"{name} is not a valid safetensors file: its header is no object")
@@ -447,12 +473,11 @@ def _check_header(header: Any, name: str, cfg: ModelConfig) -> int:
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise CheckpointError(f"{name}: its metadata must map names to texts")
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-    expected = cfg.state_shapes()
-    missing = sorted(set(expected) - set(tensors))
+    missing = sorted(set(expected) - set(tensors) - may_miss)
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{name} does not match its config: missing {missing[:5]}, "
+            f"{name} does not match {against}: missing {missing[:5]}, "
             f"unexpected {[k[:60] for k in unexpected[:5]]}"
         )
     total = 0
@@ -460,18 +485,23 @@ def _check_header(header: Any, name: str, cfg: ModelConfig) -> int:
         if not isinstance(info, dict):
             raise CheckpointError(f"{name} is not a valid safetensors file: bad entry for {k}")
         dtype, shape = info.get("dtype"), info.get("shape")
-        if not isinstance(dtype, str) or dtype not in WEIGHT_DTYPES:
+        exact = dtypes.get(k)
+        if exact is not None and dtype != exact:
+            raise CheckpointError(
+                f"{name}: tensor {k} has dtype {str(dtype)[:20]}, {against} needs {exact}"
+            )
+        if exact is None and (not isinstance(dtype, str) or dtype not in WEIGHT_DTYPES):
             raise CheckpointError(
                 f"{name}: tensor {k} has dtype {str(dtype)[:20]}; weights must be float16, "
                 "bfloat16, float32 or float64 (non-float values are refused)"
             )
         ok = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
         if not ok or tuple(shape) != expected[k]:
+            need = "the config needs" if against == "its config" else f"{against} needs"
             raise CheckpointError(
-                f"{name}: tensor {k} has shape {tuple(shape) if ok else '?'}, the config needs "
-                f"{expected[k]}"
+                f"{name}: tensor {k} has shape {tuple(shape) if ok else '?'}, {need} {expected[k]}"
             )
-        total += math.prod(shape) * WEIGHT_DTYPES[dtype]
+        total += math.prod(shape) * (EXACT_DTYPES.get(exact) or WEIGHT_DTYPES[dtype])
     return total
 
 

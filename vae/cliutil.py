@@ -26,19 +26,44 @@ def error_line(e: BaseException) -> str:
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """The run folder, its dataset's root, and the device."""
-    p.add_argument("run", help="run folder with config.json and model.safetensors")
+    """The run folder (or your own model: --model, --weights, --data), its dataset's root, and
+    the device."""
+    p.add_argument("run", nargs="?", help="run folder with config.json and model.safetensors")
+    p.add_argument(
+        "--model",
+        metavar="FILE.py[:NAME]",
+        help="instead of a run: your own PyTorch VAE, NAME (default build) in FILE.py (README, "
+        "'Bring your own model'); with --weights and --data",
+    )
+    p.add_argument("--weights", metavar="FILE", help="the safetensors weights of --model")
+    p.add_argument(
+        "--data",
+        metavar="NAME[:PATH]",
+        help="the dataset of --model: digits, shapes, mnist[:ROOT], fashion-mnist[:ROOT], "
+        "folder:DIR or npz:FILE",
+    )
     p.add_argument("--data-dir", default=None, help="dataset root (needed for folder and npz)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
 
 def open_run(p: argparse.ArgumentParser, args: argparse.Namespace) -> Run:
-    """Load `args.run` on `args.device`; a device that is not there is a usage error (exit 2).
-    Raises CheckpointError for a run it cannot load."""
+    """Load `args.run`, or the user's model of --model/--weights/--data (`vae.adapter`), on
+    `args.device`; a device that is not there, or a wrong mix of these, is a usage error
+    (exit 2). Raises CheckpointError for a run or model it cannot load."""
     try:
         device = resolve_device(args.device)
     except ValueError as e:
         p.error(str(e))
+    if args.model:
+        if args.run:
+            p.error("give a run folder or --model, not both")
+        from vae.adapter import UserModelSpec, load_user_model
+
+        return load_user_model(UserModelSpec.parse(args.model, args.weights, args.data), device)
+    if args.weights or args.data:
+        p.error("--weights and --data go with --model FILE.py[:NAME]")
+    if not args.run:
+        p.error("give a run folder, or --model FILE.py[:NAME] --weights FILE --data NAME")
     return load_run(args.run, device=device)
 
 

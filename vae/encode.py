@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from vae.adapter import likelihood_missing
 from vae.checkpoint import CheckpointError, Run
 from vae.cliutil import add_run_arguments, error_line, open_run
 from vae.data import DatasetError
@@ -68,7 +69,8 @@ def encode_image(
     x = pre.x.to(next(model.parameters()).device)  # (1, C, H, W)
     q = model.encode(x)
     mean, std = q.mean[0].float().cpu(), q.std[0].float().cpu()  # (D,), (D,)
-    elbo = float(per_image_elbo(model, x)[0])
+    no_elbo = likelihood_missing(run)  # a user's model without a likelihood: NaN, said so
+    elbo = math.nan if no_elbo else float(per_image_elbo(model, x)[0])
     idx, dist = nearest(mean, train_means, k)
     hits = []
     for i, d in zip(idx.tolist(), dist.tolist(), strict=True):
@@ -89,7 +91,7 @@ def format_encoded(path: str, enc: Encoded) -> str:
             path,
             f"  mean     {vec(enc.mean)}",
             f"  std      {vec(enc.std)}",
-            f"  ELBO     {enc.elbo:.2f} nats",
+            f"  ELBO     {enc.elbo:.2f} nats" if math.isfinite(enc.elbo) else "  ELBO     —",
             f"  nearest  {near}" if enc.nearest else "  nearest  (none)",
         ]
     )

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from vae.adapter import likelihood_missing
 from vae.checkpoint import (
     METRICS_JSON,
     CheckpointError,
@@ -29,7 +30,7 @@ from vae.data import DatasetError, ImageDataset, subset
 from vae.latents import encode_dataset, run_dataset
 from vae.metrics import active_units, evaluate_elbo, iwae_nll, kl_per_dim, mig
 from vae.objectives import dynamic_binarize
-from vae.record import RunRecord
+from vae.record import binarize_rule
 from vae.thresholds import ACTIVE_UNIT
 
 
@@ -44,7 +45,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Every metric of `run` on `ds`, as a JSON-ready dict."""
     model, x = run.model, ds.x
-    binarize = RunRecord.read(run.path).binarize(ds.binary_like)  # as the run was trained
+    binarize = binarize_rule(run.train.binarize, run.config.likelihood, ds.binary_like)
     if binarize:  # once, so the ELBO and the IWAE bound see the same binary images
         x = dynamic_binarize(x, torch.Generator().manual_seed(seed))
     out: dict[str, Any] = {
@@ -54,8 +55,12 @@ def evaluate_run(
         "seed": seed,
         "latent_dim": model.config.latent_dim,
     }
-    out.update(evaluate_elbo(model, x, batch_size=batch_size, seed=seed))
-    if iw_samples > 0:
+    missing = likelihood_missing(run)  # a user's model without a likelihood has no ELBO
+    if missing:
+        out["no_likelihood"] = missing
+    else:
+        out.update(evaluate_elbo(model, x, batch_size=batch_size, seed=seed))
+    if iw_samples > 0 and not missing:
         bar = tqdm(total=x.shape[0], desc=f"IWAE k={iw_samples}", unit="img", file=sys.stderr)
         with bar:
             out["iwae_nll"] = iwae_nll(
@@ -104,13 +109,24 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def _what(run: Run) -> str:
+    """'run          runs/mnist', or for a user's model its file, factory and weights."""
+    spec = getattr(run, "spec", None)  # vae.adapter.UserRun
+    if spec is None:
+        return f"run          {run.path}"
+    return f"model        {spec.file}:{spec.factory}, weights {spec.weights}"
+
+
 def format_report(run: Run, split: str, r: dict[str, Any]) -> str:
     cfg = run.config
     lines = [
-        f"run          {run.path}  ({cfg.arch}, latent_dim {cfg.latent_dim}, {cfg.likelihood})",
+        f"{_what(run)}  ({cfg.arch}, latent_dim {cfg.latent_dim}, "
+        f"{cfg.likelihood or 'no likelihood'})",
         f"data         {r['dataset']} {split}, {r['n']} images"
         + (f", dynamically binarized (seed {r['seed']})" if r["binarized"] else ""),
-        f"ELBO         {r['elbo']:.2f} nats  (reconstruction {r['recon']:.2f}, KL {r['kl']:.2f})",
+        f"ELBO         {r['elbo']:.2f} nats  (reconstruction {r['recon']:.2f}, KL {r['kl']:.2f})"
+        if "elbo" in r
+        else f"ELBO         —  {r.get('no_likelihood', '')}",
     ]
     if "iwae_nll" in r:
         lines.append(f"IWAE NLL     {r['iwae_nll']:.2f} nats  (k = {r['iw_samples']})")

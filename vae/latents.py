@@ -89,6 +89,9 @@ def run_dataset(
             f"dataset {name!r} gives images of shape {tuple(ds.image_shape)}, but the model in "
             f"{run.path} expects {shape}; pass the --data-dir it was trained on"
         )
+    names = getattr(run, "label_names", None)  # a user's model names the classes (vae.adapter)
+    if names:
+        ds.label_names = list(names)
     return ds
 
 
