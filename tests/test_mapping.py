@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 
 import numpy as np
@@ -127,6 +128,14 @@ def test_every_shipped_model_opens_its_tsne_map_without_a_fit(name, tmp_path, mo
     table = mapping.latent_table(run)
     _forbid_fits(monkeypatch)
     assert mapping.projection(run, table, "tsne").cached
+    if importlib.util.find_spec("umap") is not None:  # and UMAP's, shipped beside it
+        from vae.projection import umap as umap_mod
+
+        def no_fit(*a, **k):
+            raise AssertionError("a shipped UMAP map must open without a fit")
+
+        monkeypatch.setattr(umap_mod.UMAPProjection, "fit", classmethod(no_fit))
+        assert mapping.projection(run, table, "umap").cached
 
 
 def test_the_shipped_mnist_map_opens_without_a_fit(mnist_root, tmp_path, monkeypatch):

@@ -230,15 +230,28 @@ def test_cache_key_hash_is_stable() -> None:
         "key": {"run": "mnist-conv", "n": 10000, "seed": 0, "table": 1},
         "method": "tsne",
         "seed": 0,
-        "params": {k: v for k, v in P.TSNE_DEFAULTS.items() if k != "n_jobs"},
+        "params": {  # the t-SNE defaults before 80 + 200 iterations: a fixed example
+            "perplexity": 30.0,
+            "early_exaggeration_iter": 100,
+            "n_iter": 250,
+            "neighbors": "auto",
+            "transform_perplexity": 5.0,
+            "transform_n_iter": 100,
+        },
         "library": "openTSNE==1.0.4",
     }
     expected = "bbeaa25c57159291f05296ec5b0d8e480fca4f75555cc82bce565cb4833282b0"
     assert projection_cache._key_hash(full) == expected
     cache = P.ProjectionCache("/cache")
-    made = cache.full_key(full["key"], "tsne", 0, {"n_jobs": 2})
-    assert made == {**full, "library": projection_cache._library_version("tsne")}
     assert cache.path_for(full).name == f"{expected}.safetensors"
+    # a key holds every parameter that shapes the map (defaults included), never n_jobs
+    made = cache.full_key(full["key"], "tsne", 0, {"n_jobs": 2})
+    defaults = {k: v for k, v in P.TSNE_DEFAULTS.items() if k != "n_jobs"}
+    assert made == {
+        **full,
+        "params": defaults,
+        "library": projection_cache._library_version("tsne"),
+    }
 
 
 # --- moved helpers: knn_preservation (vae.metrics), stratified_sample (vae.data.sampling) --------
