@@ -1,9 +1,12 @@
 """VAE Latent Explorer: the frame around the pages (navigation, model picker, dataset, device).
 
 Run with `streamlit run app.py`. Each page is a flat script in pages/; to add one, add a row to
-PAGES. Rows whose script does not exist yet are skipped.
+PAGES. Rows whose script does not exist yet are skipped. Your own PyTorch VAE opens with
+`streamlit run app.py -- --model my_vae.py:build --weights my_vae.safetensors --data digits`
+(README, "Bring your own model"): only the server's command line can name code to run.
 """
 
+import sys
 from pathlib import Path
 
 import streamlit as st
@@ -45,6 +48,9 @@ pages = {
 }
 
 threads = infer.configure_threads()
+# --model/--weights/--data after `--` in `streamlit run app.py -- ...`, which makes this script
+# sys.argv[0] (under a test runner, sys.argv is the runner's own)
+models.configure_user_model(sys.argv[1:] if Path(sys.argv[0]).name == Path(__file__).name else [])
 state.init()
 page = st.navigation(list(pages.values()))
 url_path = next((u for u, p in pages.items() if p is page), "")
@@ -70,8 +76,13 @@ def sidebar() -> None:
         c, h, w = run.config.image_shape
         st.sidebar.caption(
             f"{entry.dataset} · {w}×{h} {'colour' if c == 3 else 'grey'} images · "
-            f"{run.config.latent_dim}-d latent · {run.config.arch.upper()} · "
-            f"{run.config.likelihood} decoder"
+            f"{run.config.latent_dim}-d latent · "
+            + (
+                f"your {run.config.class_name} · "
+                if entry.source == "yours"
+                else f"{run.config.arch.upper()} · "
+            )
+            + (f"{run.config.likelihood} decoder" if run.config.likelihood else "no likelihood")
             + (f" · {entry.score_long}" if entry.score_long else "")
         )
         data.dataset_panel(run)

@@ -77,11 +77,14 @@ if tabs[0].open:
         )
         st.divider()
         st.markdown(f"##### Try it on **{model_name}**")
+        no_likelihood = models.likelihood_missing(run)  # a user's model may declare none
         try:
-            ds = data.load(run)
+            ds = None if no_likelihood else data.load(run)
         except DatasetError:
             ds = None
             data.missing_notice(run, key="ideas")
+        if no_likelihood:
+            st.info(no_likelihood, icon=":material/block:")
         if ds is not None:
             table = cache.latent_table(run, state.map_size(len(ds)))
             c_row, c_eps, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
@@ -308,12 +311,16 @@ if tabs[3].open:
             "test images and four kinds of unusual input: pixel noise, inverted images, "
             "images rotated by 90°, and pictures from a different dataset."
         )
-        try:
-            scores = analysis.ood_scores(run, n=500)
-            examples = analysis.ood_examples(run, n=8)
-        except DatasetError:
-            scores = None
-            data.missing_notice(run, key="anomaly")
+        no_likelihood = models.likelihood_missing(run)  # scores are ELBOs: a likelihood needed
+        scores = None
+        if no_likelihood:
+            st.info(no_likelihood, icon=":material/block:")
+        else:
+            try:
+                scores = analysis.ood_scores(run, n=500)
+                examples = analysis.ood_examples(run, n=8)
+            except DatasetError:
+                data.missing_notice(run, key="anomaly")
         if scores is not None:
             cols = st.columns(len(examples))
             for col, (name, x) in zip(cols, examples.items(), strict=True):

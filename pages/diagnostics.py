@@ -209,7 +209,10 @@ with tabs[2]:
                         else "."
                     )
                 )
-        if ds is None:
+        no_likelihood = models.likelihood_missing(run)  # a user's model may declare none
+        if no_likelihood:
+            st.info(no_likelihood, icon=":material/block:")
+        elif ds is None:
             st.info("Estimating the NLL needs the dataset.", icon=":material/folder_off:")
         else:
             c1, c2, c3 = st.columns([2, 2, 2], vertical_alignment="bottom")
@@ -263,7 +266,7 @@ with tabs[2]:
                     f"{res['n']} images, k = {res['k']} samples each, computed in "
                     f"{res['seconds']:.1f} s. The NLL should be below the −ELBO; the gap shrinks "
                     "when the encoder's q(z|x) is close to the true posterior. For the full test "
-                    f"set run `python -m vae.evaluate {run.path} --save`."
+                    f"set run `python -m vae.evaluate {models.cli_target(run)} --save`."
                 )
             else:
                 st.caption(

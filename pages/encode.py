@@ -58,11 +58,12 @@ if not files:
     st.stop()
 
 table = proj = scores = None
+no_likelihood = models.likelihood_missing(run)  # a user's model may have no ELBO
 if ds is not None:
     try:
         table = cache.latent_table(run, state.map_size(len(ds)))
         proj = cache.projection(run, table, state.projection_method())
-        scores = cache.elbo_scores(run, table)
+        scores = None if no_likelihood else cache.elbo_scores(run, table)
     except (DatasetError, ValueError, ImportError) as e:
         st.error(f"Could not prepare the dataset's latent codes: {e}")
         table = proj = scores = None
@@ -91,8 +92,10 @@ for i, (name, blob) in enumerate(files):
             a, b = st.columns(2)
             a.image(images.upscale(enc.x, 160), caption="Model input", output_format="PNG")
             b.image(images.upscale(enc.recon, 160), caption="Reconstruction", output_format="PNG")
-            st.metric("ELBO", f"{enc.elbo:.1f} nats")
-            if scores is not None:
+            st.metric("ELBO", "—" if no_likelihood else f"{enc.elbo:.1f} nats")
+            if no_likelihood:
+                st.caption(no_likelihood)
+            elif scores is not None:
                 pct = 100.0 * float((scores.elbo < enc.elbo).mean())
                 st.caption(
                     f"Higher than {pct:.0f}% of the dataset's images: "

@@ -30,6 +30,7 @@ live_dec = live.decoder(run)  # first: the decoder's weights reach the page whil
 ds = data.try_load(run)  # None without the data: the decoder needs none, so the sliders still work
 model_key = st.session_state[state.MODEL]
 D = run.config.latent_dim
+no_likelihood = models.likelihood_missing(run)  # a user's model may have none: no recon, no ELBO
 
 st.title("Explore the latent space")
 if ds is None:
@@ -104,8 +105,11 @@ if ds is not None:  # the map and everything drawn from the dataset
     color_options = (
         (["label"] if table.labels is not None else [])
         + [f"factor:{i}" for i in range(0 if table.factors is None else table.factors.shape[1])]
-        + ["recon", "kl"]
+        + ([] if no_likelihood else ["recon"])
+        + ["kl"]
     )
+    if st.session_state.get("color_by") not in (None, *color_options):
+        del st.session_state["color_by"]  # another model's choice that this one cannot colour by
     factor_names = ds.factor_names or []
 
     def color_name(opt: str) -> str:
@@ -561,7 +565,9 @@ with left:
             caption="Reconstruction",
             output_format="PNG",
         )
-        if sel_pos is not None:
+        if sel_pos is not None and no_likelihood:
+            info.caption(f"KL to the prior {table.kl[sel_pos]:.1f} nats. {no_likelihood}")
+        elif sel_pos is not None:
             scores = cache.elbo_scores(run, table)
             info.metric("ELBO (nats)", f"{scores.elbo[sel_pos]:.1f}")
             info.caption(

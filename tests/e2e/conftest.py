@@ -57,9 +57,14 @@ DECODED = '[aria-label="decoded z"], img[alt="decoded z"]'
 
 
 def start_app(
-    env_dirs: dict[str, Path], port: int, script: str = "app.py", **extra_env: str
+    env_dirs: dict[str, Path],
+    port: int,
+    script: str = "app.py",
+    args: tuple[str, ...] = (),
+    **extra_env: str,
 ) -> subprocess.Popen:
-    """`streamlit run` in the background, logging to <tmp>/streamlit-<port>.log."""
+    """`streamlit run` in the background, logging to <tmp>/streamlit-<port>.log; `args` go to
+    the script, after `--` (`--model ...` for your own model)."""
     env = dict(os.environ)
     env.update(extra_env)
     env.update(
@@ -77,6 +82,7 @@ def start_app(
             "--server.headless", "true",
             "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none",
+            *(["--", *args] if args else []),
         ],
         cwd=ROOT,
         env=env,

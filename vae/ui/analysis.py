@@ -20,7 +20,7 @@ import numpy as np
 import streamlit as st
 
 from vae.checkpoint import Run
-from vae.record import RecordError, RunDir, RunRecord, read_logs
+from vae.record import RecordError, RunDir, binarize_rule, read_logs, read_metrics
 from vae.ui import data, models
 from vae.ui.cache import LatentTable
 
@@ -48,7 +48,7 @@ def _logs(path: str, stamps: tuple) -> tuple[list[dict[str, Any]], list[dict[str
 def stored_metrics(run: Run) -> dict[str, Any]:
     """metrics.json as it is on disk now ({} when missing or unreadable)."""
     try:
-        return RunRecord.read(run.path).metrics
+        return read_metrics(run.path)  # checked as RunRecord.read checks it
     except RecordError:
         return {}
 
@@ -89,7 +89,7 @@ def iwae_nll(
 
     ds = data.load(run)
     x = ds.x[: max(1, min(int(n), len(ds)))]
-    if RunRecord.read(run.path).binarize(ds.binary_like):  # as the run was trained
+    if binarize_rule(run.train.binarize, run.config.likelihood, ds.binary_like):  # as trained
         x = dynamic_binarize(x, torch.Generator().manual_seed(seed))
     t0 = time.perf_counter()
     nll = _iwae(

@@ -2,8 +2,11 @@
 
 A model is named by a *key*: `asset:<name>` (shipped in `assets/`), `run:<name>` (a training run
 under `runs/`, or `$VAE_RUNS_DIR`), `upload:<hash>` (a zip uploaded in the app) or `path:<dir>`
-(a folder added by path in this session). Only asset, run and upload keys are honoured from a
-URL, so a link cannot make the server read an arbitrary folder.
+(a folder added by path in this session), or `yours:<name>`, the user's own PyTorch model named
+on the server's command line (`streamlit run app.py -- --model my_vae.py:build --weights
+w.safetensors --data digits`, `vae.adapter`). Only asset, run and upload keys are honoured from
+a URL, and a `yours` key only selects the model the command line named, so a link cannot make
+the server read an arbitrary folder or run any code.
 
     entries = discover()                 # ModelEntry list, read from config.json only
     run = load(entry)                    # vae.checkpoint.Run, cached and shared across sessions
@@ -13,6 +16,7 @@ URL, so a link cannot make the server read an arbitrary folder.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import shutil
@@ -25,6 +29,14 @@ from typing import Any
 import streamlit as st
 
 from vae import archive, diskcache
+from vae.adapter import (  # noqa: F401  (likelihood_missing re-exported for the pages)
+    SOURCE,
+    AdapterError,
+    UserModelSpec,
+    UserRun,
+    likelihood_missing,
+    load_user_model,
+)
 from vae.checkpoint import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -34,12 +46,18 @@ from vae.checkpoint import (
     refuse_pickle,
 )
 from vae.errors import ExplorerError
-from vae.record import RunRecord, headline
+from vae.record import RecordError, RunRecord, headline, read_metrics
 from vae.runjson import os_reason
 from vae.ui import state
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SOURCES = {"asset": "shipped", "run": "run", "upload": "uploaded", "path": "added"}
+SOURCES = {
+    "asset": "shipped",
+    "run": "run",
+    "upload": "uploaded",
+    "path": "added",
+    "yours": "yours",  # the user's own PyTorch model, from the command line (vae.adapter)
+}
 MAX_ZIP_BYTES = archive.MAX_ZIP_BYTES  # compressed upload
 MAX_UNZIPPED_BYTES = archive.MAX_UNZIPPED_BYTES  # sum of the members we extract
 ADDED_KEY = "_added_models"  # session: list of model keys added by path or upload
@@ -232,12 +250,17 @@ def discover(extra_keys: list[str] | None = None) -> tuple[list[ModelEntry], lis
         if key.startswith("path:") and key not in {e.key for e in entries}:
             got = _describe_or_why(Path(key.removeprefix("path:")), "path", key)
             (entries if isinstance(got, ModelEntry) else problems).append(got)
-    return entries, problems
+    yours = user_entry()
+    return ([yours] if yours else []) + entries, problems
 
 
 def default_entry(entries: list[ModelEntry]) -> ModelEntry | None:
-    """mnist-conv when it and MNIST are available, else digits-mlp, else the first model."""
+    """The user's own model when the command line names one; else mnist-conv when it and MNIST
+    are available, else digits-mlp, else the first model."""
     by_key = {e.key: e for e in entries}
+    yours = next((e for e in entries if e.source == "yours"), None)
+    if yours is not None:
+        return yours
     if "asset:mnist-conv" in by_key:
         from vae.data.status import dataset_status
 
@@ -275,6 +298,8 @@ def is_upload(path: Path) -> bool:
 def load(entry: ModelEntry | Path) -> Run:
     """The loaded Run (eval mode, shared read-only across sessions). Raises CheckpointError."""
     path = entry.path if isinstance(entry, ModelEntry) else Path(entry)
+    if _user["spec"] is not None and path.parent == user_dir() / SOURCE:
+        return load_user()  # the folder of the command line's model (vae.adapter.prepare_folder)
     try:
         st_ = stamp(path)
     except OSError:
@@ -285,6 +310,120 @@ def load(entry: ModelEntry | Path) -> Run:
 
 def _load_keyed(path: str, st_: tuple[int, int]) -> Run:
     return _load(path, st_, device_name(), is_upload(Path(path)))
+
+
+# --- your own model, named on the server's command line -----------------------------------------
+_user: dict[str, Any] = {"argv": None, "spec": None, "error": "", "failed": None}
+
+
+def configure_user_model(argv: list[str]) -> None:
+    """Take `--model FILE.py[:NAME] --weights FILE --data NAME[:PATH]` from the server's command
+    line (what follows `--` in `streamlit run app.py -- ...`; app.py passes sys.argv). Code is
+    run only from the file named there: nothing on a page, in an upload or in a link names
+    one. A problem is kept for `user_problem`, shown in the sidebar."""
+    argv = [str(a) for a in argv]
+    if _user["argv"] == argv:
+        return
+    _user.update(argv=argv, spec=None, error="", failed=None)
+    if not argv:
+        return
+    p = argparse.ArgumentParser(prog="app.py", add_help=False, exit_on_error=False)
+    for flag in ("--model", "--weights", "--data"):
+        p.add_argument(flag)
+    try:
+        args, extra = p.parse_known_args(argv)
+    except (argparse.ArgumentError, SystemExit) as e:
+        _user["error"] = f"the command line after -- cannot be read: {e}"
+        return
+    if extra:
+        _user["error"] = (
+            f"the command line after -- has arguments the app does not know: {' '.join(extra)} "
+            "(it takes --model FILE.py[:NAME] --weights FILE --data NAME[:PATH])"
+        )
+        return
+    if not args.model:
+        if args.weights or args.data:
+            _user["error"] = "--weights and --data go with --model FILE.py[:NAME]"
+        return
+    try:
+        spec = UserModelSpec.parse(args.model, args.weights, args.data)
+        _user["spec"] = spec
+    except (AdapterError, OSError) as e:
+        _user["error"] = str(e)
+
+
+def user_spec() -> UserModelSpec | None:
+    return _user["spec"]
+
+
+def user_problem() -> str:
+    """Why the command line's model cannot be offered ("" when it can, or when there is none)."""
+    if _user["error"] or _user["spec"] is None:
+        return _user["error"]
+    try:
+        load_user()
+    except AdapterError as e:
+        return str(e)
+    return ""
+
+
+@st.cache_resource(show_spinner="Loading your model…", max_entries=2)
+def _load_user(key: str, stamps: tuple[int, ...], device: str) -> UserRun:
+    return load_user_model(_user["spec"], device=device)
+
+
+def load_user() -> UserRun:
+    """The command line's model, loaded once per version of its file and weights and shared
+    across sessions. Raises AdapterError (a CheckpointError)."""
+    spec = _user["spec"]
+    if spec is None:
+        raise AdapterError("no model was named on the command line (--model)")
+    try:
+        stamps = spec.stamps()
+    except OSError as e:
+        raise AdapterError(f"{spec.file.name} or its weights cannot be read: {e}") from None
+    version = (spec.key, stamps, device_name())
+    failed = _user.get("failed")
+    if failed and failed[0] == version:  # the same files failed before: not imported again
+        raise AdapterError(failed[1])
+    try:
+        return _load_user(*version)
+    except AdapterError as e:
+        _user["failed"] = (version, str(e))
+        raise
+
+
+def user_entry() -> ModelEntry | None:
+    """The picker's entry of the command line's model, or None when there is none or it cannot
+    be loaded (`user_problem` says why)."""
+    spec = _user["spec"]
+    if spec is None:
+        return None
+    try:
+        run = load_user()
+    except AdapterError:
+        return None
+    try:
+        metrics = read_metrics(run.path)  # `python -m vae.evaluate --model ... --save`
+    except RecordError:
+        metrics = {}
+    return ModelEntry(
+        key=f"yours:{spec.name}",
+        path=run.path,
+        source="yours",
+        name=spec.name,
+        dataset=str(run.dataset.get("name") or "?"),
+        latent_dim=run.config.latent_dim,
+        arch=run.config.arch,
+        score=metric_summary(metrics),
+        score_long=metric_long(metrics),
+    )
+
+
+def cli_target(run: Run) -> str:
+    """What names `run` on the command line of `python -m vae.evaluate` and `vae.encode`: its
+    folder, or a user model's `--model ... --weights ... --data ...`."""
+    return run.command_args() if isinstance(run, UserRun) else str(run.path)
 
 
 def run_id(run: Run) -> str:
@@ -380,6 +519,9 @@ def _remember(key: str) -> None:
 def picker() -> ModelEntry | None:
     """The sidebar model selectbox. Returns the chosen entry (None when there are no models)."""
     entries, problems = discover(st.session_state.get(ADDED_KEY, []))
+    mine = user_problem()
+    if mine:
+        st.sidebar.error(f"Could not open your model: {plain(mine)}", icon=":material/code_off:")
     for msg in problems:
         st.sidebar.warning(f"Skipped a model folder: {plain(msg)}", icon=":material/warning:")
     if not entries:
