@@ -18,8 +18,9 @@ everything here takes and returns numpy arrays, PIL images or bytes.
 Modules:
 - `state`: session keys, pending z (`request_z`/`pop_z`/`peek_z`), selected index, map size and
   projection, URL query parameters (model, page, idx, z, proj) so a link reproduces a view.
-- `models`: model discovery (assets/, runs/, uploads, added folders), cached loading, the
-  sidebar picker, safe zip upload.
+- `models`: model discovery (assets/, runs/, uploads, added folders, and your own PyTorch model
+  named on the server's command line, `vae.adapter`), cached loading, the sidebar picker, safe
+  zip upload.
 - `data`: the run's dataset (cached), images by row, the sidebar availability/download panel.
 - `cache`: latent table, ELBO scores and projections, cached in memory and on disk next to the run.
 - `infer`: decode / encode / reconstruct / nearest / prior samples / `encode_upload`, numpy in

@@ -8,7 +8,8 @@ w.safetensors --data digits`, `vae.adapter`). Only asset, run and upload keys ar
 a URL, and a `yours` key only selects the model the command line named, so a link cannot make
 the server read an arbitrary folder or run any code.
 
-    entries = discover()                 # ModelEntry list, read from config.json only
+    entries = discover()                 # ModelEntry list, read from config.json only (and
+                                         # the command line's own model, loaded once)
     run = load(entry)                    # vae.checkpoint.Run, cached and shared across sessions
     entry = picker()                     # the sidebar selectbox; remembers the choice in the URL
     run = require_run()                  # for pages: the selected Run, or an st.error + st.stop
