@@ -48,6 +48,15 @@ def dirs(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+@pytest.fixture(autouse=True)
+def _forget_the_command_line():
+    """The command line's model is the server process's; other tests' processes have none."""
+    yield
+    from vae.ui import models
+
+    models.configure_user_model([])
+
+
 def flags(dirs, model: Path = EXAMPLE) -> list[str]:
     return ["--model", f"{model}:build", "--weights", str(dirs["weights"]), "--data", "digits"]
 
