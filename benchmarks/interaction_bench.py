@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,13 +144,17 @@ def default_model() -> Path:
     return ROOT / "assets" / "digits-mlp"
 
 
-def cli(doc: str) -> argparse.Namespace:
-    """The browser benchmarks' shared options (--model, --presses, --json); exits with code 2
-    when there is no Chromium to drive."""
+def cli(
+    doc: str, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """The browser benchmarks' shared options (--model, --presses, --json, and what `extra` adds
+    to the parser); exits with code 2 when there is no Chromium to drive."""
     p = argparse.ArgumentParser(description=doc.split("\n")[0])
     p.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: app's)")
     p.add_argument("--presses", type=int, default=15)
     p.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    if extra is not None:
+        extra(p)
     args = p.parse_args()
     if not CHROMIUM.exists():
         print(f"needs Chromium at {CHROMIUM}", file=sys.stderr)
