@@ -112,13 +112,7 @@ class ProjectionCache:
 
         from vae.checkpoint import atomic_write_bytes
 
-        meta = {
-            "format": "vae-projection",
-            "key": json.dumps(full_key, sort_keys=True),
-            "method": proj.method,
-            "params": json.dumps(proj.params, sort_keys=True),
-            "seed": str(int(seed)),
-        }
+        meta = _metadata("vae-projection", full_key, proj, seed)
         arrays = {k: np.ascontiguousarray(v) for k, v in proj.arrays().items()}
         path = self.path_for(full_key)
         atomic_write_bytes(path, save(arrays, metadata=meta))
@@ -158,13 +152,7 @@ class ProjectionCache:
 
         if self.shipped is None or proj.method == "pca":
             raise ProjectionError("shipping needs a shipped folder and a t-SNE or UMAP map")
-        meta = {
-            "format": "vae-projection-shipped",
-            "key": json.dumps(full_key, sort_keys=True),
-            "method": proj.method,
-            "params": json.dumps(proj.params, sort_keys=True),
-            "seed": str(int(seed)),
-        }
+        meta = _metadata("vae-projection-shipped", full_key, proj, seed)
         arrays = {
             "embedding": np.ascontiguousarray(proj.embedding, np.float32),  # (N, 2)
             "probe": _probe(np.asarray(latents, np.float32)),  # (N,)
@@ -173,6 +161,17 @@ class ProjectionCache:
         path = self.shipped / f"{_key_hash(full_key)}.safetensors"
         atomic_write_bytes(path, save(arrays, metadata=meta))
         return path
+
+
+def _metadata(fmt: str, full_key: dict[str, Any], proj: Projection, seed: int) -> dict[str, str]:
+    """The safetensors metadata of a map file: its format, key, method, params and seed."""
+    return {
+        "format": fmt,
+        "key": json.dumps(full_key, sort_keys=True),
+        "method": proj.method,
+        "params": json.dumps(proj.params, sort_keys=True),
+        "seed": str(int(seed)),
+    }
 
 
 PROBE_ATOL = 1e-3  # latents computed elsewhere (other BLAS, threads) differ by far less
