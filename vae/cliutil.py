@@ -83,6 +83,16 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli")
     p.add_argument("--sigma-mode", choices=["fixed", "learned"], default="fixed")
     p.add_argument("--sigma", type=float, default=0.1, help="Gaussian σ (initial, if learned)")
+    p.add_argument(
+        "--prior",
+        choices=["normal", "mixture"],
+        default="normal",
+        help="p(z): normal, N(0, I); mixture, a learned mixture of Gaussians (Tomczak & Welling "
+        "2018), whose KL is estimated by sampling",
+    )
+    p.add_argument(
+        "--prior-components", type=int, default=64, help="components of the mixture prior"
+    )
 
 
 def model_config(args: argparse.Namespace, image_shape: tuple[int, int, int]) -> ModelConfig:
@@ -98,4 +108,6 @@ def model_config(args: argparse.Namespace, image_shape: tuple[int, int, int]) ->
         likelihood=args.likelihood,
         sigma_mode=args.sigma_mode,
         sigma=args.sigma,
+        prior=args.prior,
+        prior_components=args.prior_components if args.prior == "mixture" else 0,
     )

@@ -13,6 +13,8 @@ from vae.errors import ExplorerError
 ARCHS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 SIGMA_MODES = ("fixed", "learned")
+PRIORS = ("normal", "mixture")  # N(0, I), or a learned mixture of Gaussians (vae.priors)
+MAX_COMPONENTS = 1024
 OBJECTIVES = ("elbo", "btcvae")  # the ELBO (IWAE with iw_samples > 1), β-TCVAE (Chen et al. 2018)
 MAX_LAYERS = 16  # hidden layers of an mlp (a conv stack has at most 4)
 MAX_PARAMS = 50_000_000  # weights of one model (~200 MB of float32); the shipped ones are < 1M
@@ -39,6 +41,8 @@ class ModelConfig:
     likelihood: str = "bernoulli"
     sigma_mode: str = "fixed"
     sigma: float = 0.1
+    prior: str = "normal"
+    prior_components: int = 0  # K of the mixture prior; 0 for the normal prior
 
     def __post_init__(self) -> None:
         if isinstance(self.image_shape, (str, bytes)) or isinstance(self.hidden, (str, bytes)):
@@ -81,6 +85,15 @@ class ModelConfig:
         self.sigma = _real(self.sigma, "sigma")
         if not (1e-4 <= self.sigma <= 10.0):
             raise ConfigError(f"sigma must be in 1e-4..10, got {self.sigma}")
+        if self.prior not in PRIORS:
+            raise ConfigError(f"prior must be one of {PRIORS}, got {_short(self.prior)}")
+        self.prior_components = _whole(self.prior_components, "prior_components")
+        if self.prior == "mixture" and not 1 <= self.prior_components <= MAX_COMPONENTS:
+            raise ConfigError(
+                f"a mixture prior needs 1..{MAX_COMPONENTS} components, got {self.prior_components}"
+            )
+        if self.prior == "normal" and self.prior_components:
+            raise ConfigError("prior_components applies to the mixture prior only")
         n = self.param_count()
         if n > MAX_PARAMS:
             raise ConfigError(
@@ -128,6 +141,9 @@ class ModelConfig:
                 out[f"decoder.ups.{2 * j}.bias"] = (b,)
         if self.likelihood == "gaussian" and self.sigma_mode == "learned":
             out["log_sigma"] = (c, h, w)
+        if self.prior == "mixture":
+            k, d = self.prior_components, self.latent_dim
+            out.update({"prior.means": (k, d), "prior.logvars": (k, d), "prior.logits": (k,)})
         return out
 
     def param_count(self) -> int:
@@ -168,6 +184,8 @@ class TrainConfig:
     compile: bool = False
     amp: bool = True  # bf16 autocast on CUDA only
     image_size: int | None = None  # resize for folder/npz/shapes datasets
+    init: str | None = None  # a run whose encoder and decoder weights this run starts from
+    prior_lr: float | None = None  # learning rate of a mixture prior's parameters (None: lr)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -183,6 +201,10 @@ class TrainConfig:
             setattr(self, name, v)
         if not (0 < self.lr < 1):
             raise ConfigError(f"lr must be in (0, 1), got {self.lr}")
+        if self.prior_lr is not None:
+            self.prior_lr = _real(self.prior_lr, "prior_lr")
+            if not (0 < self.prior_lr < 1):
+                raise ConfigError(f"prior_lr must be in (0, 1), got {self.prior_lr}")
         if self.image_size is not None:
             self.image_size = _whole(self.image_size, "image_size")
             if not 8 <= self.image_size <= 64:
@@ -194,6 +216,10 @@ class TrainConfig:
             not isinstance(self.data_dir, str) or len(self.data_dir) > 4096 or "\0" in self.data_dir
         ):
             raise ConfigError(f"data_dir must be a folder path, got {_short(self.data_dir)}")
+        if self.init is not None and (
+            not isinstance(self.init, str) or len(self.init) > 4096 or "\0" in self.init
+        ):
+            raise ConfigError(f"init must be a run folder, got {_short(self.init)}")
         if self.iw_samples > 1 and self.free_bits > 0:
             raise ConfigError("free bits apply to the ELBO only; use iw_samples = 1 with them")
         if self.objective not in OBJECTIVES:

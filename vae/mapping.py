@@ -56,6 +56,24 @@ def default_size(n_images: int) -> int:
     return int(min(DEFAULT_N, n_images))
 
 
+def prior_kls(model: Any, mean: Any, logvar: Any, seed: int) -> tuple[Any, Any]:
+    """For a mixture prior: each image's KL (a seeded 64-sample estimate) and the KL of every
+    dimension to the prior's marginal; CPU tensors (N,) and (N, D)."""
+    import torch
+
+    from vae.distributions import DiagonalGaussian
+
+    dev = next(model.parameters()).device
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
+    kl, kl_d = [], []
+    with torch.no_grad():
+        for i in range(0, mean.shape[0], 512):
+            q = DiagonalGaussian(mean[i : i + 512].to(dev), logvar[i : i + 512].to(dev))
+            kl.append(model.prior.kl_estimate(q, samples=64, generator=gen).cpu())
+            kl_d.append(model.kl_per_dim(q).cpu())
+    return torch.cat(kl), torch.cat(kl_d)
+
+
 def compute_table(run: Run, n: int, seed: int, ds: ImageDataset | None = None) -> dict:
     """Encode a class-balanced sample of `n` images of `map_dataset(run)` (one encoder pass)."""
     import torch
@@ -68,12 +86,16 @@ def compute_table(run: Run, n: int, seed: int, ds: ImageDataset | None = None) -
     rows = stratified_sample(labels, n, seed, total=len(ds)).astype(np.int64)  # sorted
     x = ds.x[torch.from_numpy(rows)]  # (N, C, H, W)
     mean, logvar = encode_dataset(run.model, x)  # (N, D), (N, D)
-    kl_d = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)  # K&W 2013, App. B; (N, D)
+    if getattr(run.model, "learned_prior", False):
+        kl, kl_d = prior_kls(run.model, mean, logvar, seed)  # (N,), (N, D)
+    else:
+        kl_d = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)  # K&W 2013, App. B; (N, D)
+        kl = kl_d.sum(1)
     out = {
         "rows": rows,
         "mean": mean.numpy(),
         "logvar": logvar.numpy(),
-        "kl": kl_d.sum(1).numpy(),
+        "kl": kl.numpy(),
         "kl_per_dim": kl_d.mean(0).numpy(),
         "split": np.array(ds.extra.get("split", "test")),
     }

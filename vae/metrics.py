@@ -36,9 +36,11 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 def _elbo_parts(
     model: VAE, x: torch.Tensor, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Single-sample log p(x|z), z ~ q(z|x), and the analytic KL(q(z|x) || p(z)); both (B,)."""
-    params, q, _ = model(x, generator)
-    return model.log_likelihood(params.float(), x.float()), q.kl().float()
+    """Single-sample log p(x|z), z ~ q(z|x), and KL(q(z|x) || p(z)); both (B,). The KL is in
+    closed form for N(0, I), and log q(z|x) - log p(z) at the same z for a mixture prior."""
+    params, q, z = model(x, generator)
+    kl = model.kl(q, z) if getattr(model, "learned_prior", False) else q.kl().float()
+    return model.log_likelihood(params.float(), x.float()), kl
 
 
 @torch.no_grad()
@@ -121,13 +123,15 @@ def iwae_nll(
 # --- latent usage ---------------------------------------------------------------------------------
 @torch.no_grad()
 def kl_per_dim(model: VAE, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Mean over the dataset of KL(q(z_d|x) || N(0, 1)) for each dimension d, (D,), CPU."""
+    """Mean over the dataset of KL(q(z_d|x) || p(z_d)) for each dimension d, (D,), CPU: p(z_d)
+    is N(0, 1), or a mixture prior's marginal (`VAE.kl_per_dim`)."""
     dev = _device(model)
     total = torch.zeros(model.config.latent_dim, dtype=torch.float64)
     with cpu_inference_layout(model):
         for i in range(0, x.shape[0], batch_size):
             q = model.encode(x[i : i + batch_size].to(dev))
-            total += q.kl_per_dim().double().sum(0).cpu()  # (D,)
+            kl_d = model.kl_per_dim(q) if hasattr(model, "kl_per_dim") else q.kl_per_dim()
+            total += kl_d.double().sum(0).cpu()  # (D,)
     return (total / max(1, x.shape[0])).float()
 
 

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vae.config import ModelConfig
-from vae.distributions import DiagonalGaussian
+from vae.distributions import DiagonalGaussian, standard_normal_log_prob
+from vae.priors import MixturePrior
 
 
 def _conv_out(size: int) -> int:
@@ -103,7 +104,8 @@ class ConvDecoder(nn.Module):
 
 
 class VAE(nn.Module):
-    """A VAE with a diagonal Gaussian posterior and a standard normal prior."""
+    """A VAE with a diagonal Gaussian posterior and a prior p(z): N(0, I) by default, or a learned
+    mixture of Gaussians (`config.prior = "mixture"`, `vae.priors`)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -114,6 +116,45 @@ class VAE(nn.Module):
             self.encoder, self.decoder = ConvEncoder(config), ConvDecoder(config)
         if config.likelihood == "gaussian" and config.sigma_mode == "learned":
             self.log_sigma = nn.Parameter(torch.full(config.image_shape, math.log(config.sigma)))
+        if config.prior == "mixture":
+            self.prior = MixturePrior(config.prior_components, config.latent_dim)
+
+    # --- the prior --------------------------------------------------------------------------
+    @property
+    def learned_prior(self) -> bool:
+        return hasattr(self, "prior")
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) for z (..., D); returns (...), float32."""
+        if self.learned_prior:
+            return self.prior.log_prob(z)
+        return standard_normal_log_prob(z.float())
+
+    def kl(self, q: DiagonalGaussian, z: torch.Tensor | None = None) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per posterior, (B,), float32: in closed form for N(0, I); for a
+        mixture the single-sample estimate log q(z|x) - log p(z) at the given z (B, D), or
+        without z a 16-sample Monte Carlo estimate."""
+        if not self.learned_prior:
+            return q.kl().float()
+        if z is None:
+            return self.prior.kl_estimate(q)
+        return q.log_prob(z).float() - self.prior.log_prob(z)
+
+    def kl_per_dim(self, q: DiagonalGaussian) -> torch.Tensor:
+        """KL(q(z_d|x) || p(z_d)) per posterior and dimension, (B, D), float32. For a mixture
+        prior p(z_d) is its 1-D marginal, and the values do not add up to `kl`."""
+        if self.learned_prior:
+            return self.prior.marginal_kl(q)
+        return q.kl_per_dim().float()
+
+    @torch.no_grad()
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws z ~ p(z), (n, D), on the model's device."""
+        p = next(self.parameters())
+        if self.learned_prior:
+            return self.prior.sample(n, generator).to(p.device, p.dtype)
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=p.device)
+        return z.to(p.dtype)
 
     # --- core -------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> DiagonalGaussian:
@@ -172,9 +213,7 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        p = next(self.parameters())
-        z = torch.randn(n, self.config.latent_dim, generator=generator, device=p.device)
-        return self.decode(z.to(p.dtype))
+        return self.decode(self.sample_prior(n, generator))
 
     @torch.no_grad()
     def interpolate(

@@ -38,13 +38,20 @@ def elbo(
     β scales the KL (Higgins et al. 2017). Free bits (Kingma et al. 2016, Eq. 15) replace each
     dimension's batch-mean KL by max(λ, KL_d) in the loss only.
     """
-    params, q, _ = model(x, generator)  # model may be wrapped by DDP or torch.compile
-    ll = unwrap(model).log_likelihood(params.float(), x.float())  # (B,)
-    kl_d = q.kl_per_dim().float()  # (B, D)
-    kl_per_dim = kl_d.mean(0)  # (D,)
+    params, q, z = model(x, generator)  # model may be wrapped by DDP or torch.compile
+    vae = unwrap(model)
+    ll = vae.log_likelihood(params.float(), x.float())  # (B,)
     recon = -ll.mean()
-    kl = kl_d.sum(-1).mean()
-    kl_loss = kl_per_dim.clamp_min(free_bits).sum() if free_bits > 0 else kl
+    if vae.learned_prior:  # no closed form: log q(z|x) - log p(z) at the sample (Tomczak 2018)
+        kl = vae.kl(q, z).mean()
+        with torch.no_grad():
+            kl_per_dim = vae.kl_per_dim(q).mean(0)  # (D,), to the prior's marginals: a log only
+        kl_loss = kl
+    else:
+        kl_d = q.kl_per_dim().float()  # (B, D)
+        kl_per_dim = kl_d.mean(0)  # (D,)
+        kl = kl_d.sum(-1).mean()
+        kl_loss = kl_per_dim.clamp_min(free_bits).sum() if free_bits > 0 else kl
     return ELBOTerms(
         loss=recon + beta * kl_loss,
         elbo=-(recon + kl),
@@ -97,7 +104,7 @@ def kl_decomposition(z: torch.Tensor, q: DiagonalGaussian) -> KLDecomposition:
     log_qzx = log_pairs.diagonal(dim1=0, dim2=1).sum(0)  # (B,): log q(z_i | x_i), in float32
     log_qz = torch.logsumexp(log_pairs.sum(-1), 1) - math.log(b)  # (B,)
     log_prod = (torch.logsumexp(log_pairs, 1) - math.log(b)).sum(-1)  # (B,)
-    log_pz = standard_normal_log_prob(z.float())  # (B,)
+    log_pz = standard_normal_log_prob(z.float())  # (B,): β-TCVAE is for the N(0, I) prior
     return KLDecomposition(mi=log_qzx - log_qz, tc=log_qz - log_prod, dwkl=log_prod - log_pz)
 
 
@@ -149,9 +156,9 @@ def btcvae_objective(
     )
 
 
-def _log_prior_ratio(z: torch.Tensor, q: DiagonalGaussian) -> torch.Tensor:
+def _log_prior_ratio(model: VAE, z: torch.Tensor, q: DiagonalGaussian) -> torch.Tensor:
     """log p(z) - log q(z|x) for samples z of shape (k, B, D); returns (k, B)."""
-    return standard_normal_log_prob(z.float()) - q.log_prob(z).float()
+    return model.prior_log_prob(z) - q.log_prob(z).float()
 
 
 def iwae_objective(
@@ -170,11 +177,15 @@ def iwae_objective(
     over the k samples, so they stay comparable with ELBO training.
     """
     params, q, z = model(x, generator, samples=k)  # (k, B, C, H, W), q, (k, B, D)
-    ll = unwrap(model).log_likelihood(params.float(), x.float())  # (k, B)
-    bound = torch.logsumexp(ll + beta * _log_prior_ratio(z, q), 0) - math.log(k)  # (B,)
-    kl_d = q.kl_per_dim().float()  # (B, D)
+    vae = unwrap(model)
+    ll = vae.log_likelihood(params.float(), x.float())  # (k, B)
+    ratio = _log_prior_ratio(vae, z, q)  # (k, B)
+    bound = torch.logsumexp(ll + beta * ratio, 0) - math.log(k)  # (B,)
     recon = -ll.mean()
-    kl = kl_d.sum(-1).mean()
+    with torch.no_grad():
+        kl_d = vae.kl_per_dim(q)  # (B, D)
+    # closed form for N(0, I); for a mixture prior the k-sample mean of log q(z|x) - log p(z)
+    kl = -ratio.mean().detach() if vae.learned_prior else kl_d.sum(-1).mean()
     return ELBOTerms(
         loss=-bound.mean(), elbo=-(recon + kl), recon=recon, kl=kl, kl_per_dim=kl_d.mean(0)
     )
@@ -201,7 +212,7 @@ def iwae(
         z = q.sample(generator, n=n)  # (n, B, D)
         params = model.decode_params(z.flatten(0, 1)).float()  # (n*B, C, H, W)
         params = params.view(n, x.shape[0], *params.shape[1:])  # (n, B, C, H, W)
-        log_w = model.log_likelihood(params, x.float()) + _log_prior_ratio(z, q)  # (n, B)
+        log_w = model.log_likelihood(params, x.float()) + _log_prior_ratio(model, z, q)  # (n, B)
         lse = torch.logaddexp(lse, torch.logsumexp(log_w, 0))
         done += n
     return lse - math.log(k)

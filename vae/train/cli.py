@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--prior-lr", type=float, help="learning rate of a mixture prior (default: --lr)"
+    )
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--grad-clip", type=float, default=100.0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -106,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds of training (0: never)",
     )
     p.add_argument("--resume", metavar="RUN", help="continue a run from its train_state")
+    p.add_argument(
+        "--init",
+        metavar="RUN",
+        help="start a new run (--out) from RUN's encoder and decoder: its architecture and "
+        "weights, with this run's --prior; a new mixture prior starts at the posteriors of "
+        "random training images",
+    )
     p.add_argument("--out", metavar="RUN", help="run folder to write")
     p.add_argument(
         "--config-json",
@@ -153,6 +163,8 @@ def configs_from_args(
         tc["epochs"] = args.epochs if "epochs" in given else tc["epochs"]
         if "lr" in given:
             tc["lr"] = args.lr
+        if "prior_lr" in given:
+            tc["prior_lr"] = args.prior_lr
         if "iw_samples" in given:  # e.g. fine-tune an ELBO-trained run on the IWAE bound
             tc["iw_samples"] = args.iw_samples
         if "device" in given:
@@ -163,12 +175,19 @@ def configs_from_args(
                 "--resume continues a run in place; leave out --out or set it to RUN"
             )
         return model_cfg, TrainConfig.from_dict(tc), out, True
+    if args.init and not args.dataset:
+        args.dataset = read_config(Path(args.init))["train"]["dataset"]
     if not args.dataset or not args.out:
         raise TrainingError("--dataset and --out are required (or --resume RUN)")
     if args.objective != "btcvae" and "tc_beta" in given_options(argv):
         raise TrainingError("--tc-beta weights β-TCVAE's total correlation; add --objective btcvae")
     probe = load_dataset(args.dataset, "train", args.data_dir, image_size=args.image_size)
     model_cfg = model_config(args, probe.image_shape)
+    if args.init:  # the architecture is the init run's; only the prior is this run's own
+        init = ModelConfig.from_dict(read_config(Path(args.init))["model"])
+        model_cfg = dataclasses.replace(
+            init, prior=model_cfg.prior, prior_components=model_cfg.prior_components
+        )
     cfg = TrainConfig(
         dataset=args.dataset,
         data_dir=args.data_dir,
@@ -189,6 +208,8 @@ def configs_from_args(
         compile=args.compile,
         amp=not args.no_amp,
         image_size=args.image_size,
+        init=args.init,
+        prior_lr=args.prior_lr,
     )
     return model_cfg, cfg, Path(args.out), False
 

@@ -23,7 +23,7 @@ from vae.checkpoint import (
     save_train_state,
     weights_hash,
 )
-from vae.config import ModelConfig, TrainConfig
+from vae.config import ConfigError, ModelConfig, TrainConfig
 from vae.data import load_dataset
 from vae.device import resolve_device
 from vae.model import VAE
@@ -89,13 +89,23 @@ def init_device(name: str, world: int) -> torch.device:
 
 
 def build_optimizer(model: VAE, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW (Loshchilov & Hutter 2019)."""
+    """AdamW (Loshchilov & Hutter 2019); a mixture prior's parameters form a second group, at
+    `prior_lr`."""
     return torch.optim.AdamW(
-        model.parameters(),
+        param_groups(model, cfg),
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
         fused=device.type in ("cpu", "cuda"),  # one kernel for all parameters
     )
+
+
+def param_groups(model: VAE, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The encoder and decoder at `lr`, then (mixture prior only) the prior at `prior_lr`."""
+    rest = [p for n, p in model.named_parameters() if not n.startswith("prior.")]
+    groups: list[dict[str, Any]] = [{"params": rest, "lr": cfg.lr}]
+    if model.learned_prior:
+        groups.append({"params": list(model.prior.parameters()), "lr": cfg.prior_lr or cfg.lr})
+    return groups
 
 
 def setup(
@@ -108,6 +118,11 @@ def setup(
 ) -> Setup:
     """Build the run in `run_dir`: fresh, or (`resume`) from its train_state."""
     rank, world = ranks()
+    if model_cfg.prior == "mixture" and (cfg.objective == "btcvae" or cfg.free_bits > 0):
+        raise ConfigError(
+            "β-TCVAE and free bits split the KL to N(0, I) by dimension; use them with "
+            "--prior normal"
+        )
     if cfg.objective == "btcvae":  # before anything is loaded
         check_pair_terms(max(1, cfg.batch_size // world), model_cfg.latent_dim)
     device = init_device(cfg.device, world)
@@ -129,9 +144,14 @@ def setup(
     torch.manual_seed(cfg.seed)
     model = VAE(model_cfg).to(device)
     opt = build_optimizer(model, cfg, device)
-    start = resume_state(run_dir, model, opt) if resume else {}
-    for group in opt.param_groups:  # a resumed run may have been given a new lr
-        group["lr"] = cfg.lr
+    if resume:
+        start = resume_state(run_dir, model, opt)
+    else:
+        start = {}
+        if cfg.init:
+            init_from_run(model, Path(cfg.init), x_train, binarize)
+    for group, lr in zip(opt.param_groups, (cfg.lr, cfg.prior_lr or cfg.lr), strict=False):
+        group["lr"] = lr  # a resumed run may have been given a new lr
     model.train()
     fwd: torch.nn.Module = model
     if world > 1:
@@ -179,6 +199,37 @@ def check_splits(dataset: str, n_train: int, n_test: int, source: str | None = N
             "15% (at least 1) for testing, so training needs at least 2."
         )
     raise TrainingError(f"the test split of {where} is empty; the per-epoch test ELBO needs it")
+
+
+@torch.no_grad()
+def init_from_run(model: VAE, run_dir: Path, x_train: torch.Tensor, binarize: bool) -> None:
+    """Copy the encoder and decoder of `run_dir` into `model`; a mixture prior that the run
+    lacks starts at the posteriors of K random training images (seeded by the run's seed)."""
+    from vae.checkpoint import load_run
+
+    src = load_run(run_dir, device=next(model.parameters()).device)
+    own = {k: v for k, v in src.model.state_dict().items() if not k.startswith("prior.")}
+    missing, unexpected = model.load_state_dict(own, strict=False)
+    if unexpected or any(not k.startswith("prior.") for k in missing):
+        raise CheckpointError(
+            f"{run_dir} does not match this model: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    if model.learned_prior and not src.model.learned_prior:
+        k = model.prior.means.shape[0]
+        rows = torch.randperm(x_train.shape[0], device="cpu")[:k].to(x_train.device)
+        x = x_train[rows]
+        if binarize:
+            x = (x > 0.5).to(x.dtype)
+        model.prior.init_from_posteriors(model.encode(x))
+    elif model.learned_prior:
+        model.prior.load_state_dict(
+            {
+                k.removeprefix("prior."): v
+                for k, v in src.model.state_dict().items()
+                if k.startswith("prior.")
+            }
+        )
 
 
 def resume_state(run_dir: Path, model: VAE, opt: torch.optim.Optimizer) -> dict[str, Any]:
