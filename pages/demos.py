@@ -105,12 +105,17 @@ if tabs[0].open:
             x = data.images(ds, [int(row)])  # (1, C, H, W)
             mean, logvar = infer.encode(run, x)
             mean, std = mean[0], np.exp(0.5 * logvar[0])
-            kl_d = 0.5 * (mean**2 + std**2 - 1 - 2 * np.log(std))  # (D,)
+            prior = infer.prior_info(run)
+            if prior.learned:  # no closed form: sampled total, marginal KL per dimension
+                kl_mc, kl_d = infer.mixture_kl(run, mean, 2 * np.log(std), seed=int(row))
+            else:
+                kl_d = 0.5 * (mean**2 + std**2 - 1 - 2 * np.log(std))  # (D,)
             rng = np.random.default_rng([int(row), draw])
             eps = rng.standard_normal((8, D)).astype(np.float32)  # (8, D)
             zs = mean[None] + std[None] * eps  # (8, D): the reparameterization
             ll = infer.log_likelihood(run, x[0], zs)  # (8,) log p(x|z) per code
-            recon, kl = float(ll.mean()), float(kl_d.sum())
+            recon = float(ll.mean())
+            kl = kl_mc if prior.learned else float(kl_d.sum())
             m1, m2, m3 = st.columns(3)
             m1.metric(
                 "Reconstruction E[log p(x|z)]",
@@ -122,7 +127,10 @@ if tabs[0].open:
                 "KL(q(z|x) ‖ p(z))",
                 f"{kl:.2f} nats",
                 help="The second term, exact (closed form): the price of the information the "
-                "code carries.",
+                "code carries."
+                if not prior.learned
+                else f"The second term. This model's prior is {prior.name}, which has no "
+                "closed-form KL, so it is estimated from 1,000 samples of q(z|x).",
             )
             m3.metric(
                 "ELBO(x) = reconstruction − KL",
@@ -134,7 +142,13 @@ if tabs[0].open:
             with a:
                 st.image(images.upscale(x[0], 160), caption="x", output_format="PNG")
                 top = int(np.argmax(kl_d))
-                st.caption(f"Of its KL, the largest share is z{top}'s ({kl_d.max():.2f} nats).")
+                if prior.learned:
+                    st.caption(
+                        f"z{top} strays furthest from the prior's marginal ({kl_d.max():.2f} "
+                        "nats); with a mixture prior the dimensions' KLs do not add up to the KL."
+                    )
+                else:
+                    st.caption(f"Of its KL, the largest share is z{top}'s ({kl_d.max():.2f} nats).")
             with b:
                 st.plotly_chart(
                     charts.posterior_bars(mean, std, dims=order, height=240),

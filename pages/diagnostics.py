@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import streamlit as st
 
 from vae.thresholds import ACTIVE_UNIT, COLLAPSED_KL
@@ -13,6 +12,7 @@ K_CHOICES = [1, 10, 50, 100, 500, 1000, 5000]
 
 run = models.require_run()
 D = run.config.latent_dim
+prior = infer.prior_info(run)  # N(0, I), or a learned mixture
 model_key = st.session_state[state.MODEL]
 ds = data.try_load(run)
 
@@ -115,7 +115,8 @@ with tabs[0]:
             st.caption(
                 "ELBO = −(reconstruction error) − KL. The reconstruction error is how badly the "
                 "decoder redraws an image from its code; the KL is how far the encoder's "
-                "distribution strays from the prior N(0, I), i.e. how much information the code "
+                f"distribution strays from the prior {prior.name}, i.e. how much information "
+                "the code "
                 "holds. A test curve well below the train curve means overfitting."
             )
             betas = [r.get("beta") for r in epochs if isinstance(r.get("beta"), (int, float))]
@@ -145,8 +146,17 @@ with tabs[1]:
             a, b = st.columns(2)
             a.plotly_chart(charts.kl_sorted_bars(table.kl_per_dim, order), key="diag_kl")
             a.caption(
-                "Mean KL(q(z_d|x) ‖ N(0, 1)) per dimension: how many nats of information each "
-                f"dimension carries about an image. Grey: below {COLLAPSED_KL:g} nats."
+                (
+                    "Mean KL(q(z_d|x) ‖ N(0, 1)) per dimension: how many nats of information each "
+                    f"dimension carries about an image. Grey: below {COLLAPSED_KL:g} nats."
+                )
+                if not prior.learned
+                else (
+                    "Mean KL(q(z_d|x) ‖ p(z_d)) per dimension, to the marginal of this model's "
+                    f"learned prior ({prior.name}) for that dimension. The mixture ties the "
+                    "dimensions together, so these do not add up to the KL. Grey: below "
+                    f"{COLLAPSED_KL:g} nats."
+                )
             )
             b.plotly_chart(charts.activity_bars(activity, order), key="diag_activity")
             b.caption(
@@ -280,12 +290,13 @@ with tabs[3]:
         with a:
             st.markdown("**Samples from the prior**")
             seed = st.number_input("Seed", 0, 1_000_000, 0, key="diag_seed", persist_state="page")
-            z = np.random.default_rng(int(seed)).standard_normal((32, D)).astype(np.float32)
+            z = infer.prior_draws(D, 32, int(seed), run)  # (32, D)
             st.image(
                 image_grids.labelled_grid(infer.decode(run, z), 8, tile=56), output_format="PNG"
             )
             st.caption(
-                "z ~ N(0, I), decoded: what the model generates on its own. Blurry or mixed "
+                f"z ~ {'p(z), ' + prior.name if prior.learned else 'N(0, I)'}, decoded: what "
+                "the model generates on its own. Blurry or mixed "
                 "pictures come from regions of latent space that no training image mapped to."
             )
         with b:

@@ -124,10 +124,17 @@ for i, (name, blob) in enumerate(files):
                 key=f"posterior_{i}",
                 config={"displayModeBar": False},
             )
+            prior = infer.prior_info(run)
             st.caption(
                 "The encoder's answer per latent dimension: the dot is the mean, the bar ±σ. "
-                "The grey bands are the prior N(0, 1) (±1 and ±2). A dimension whose dot sits at "
-                "0 with σ ≈ 1 says nothing about this image."
+                + (
+                    "The grey bands are the prior N(0, 1) (±1 and ±2). A dimension whose dot "
+                    "sits at 0 with σ ≈ 1 says nothing about this image."
+                    if not prior.learned
+                    else "The grey bands are N(0, 1) (±1 and ±2), for scale only: this model's "
+                    f"prior is {prior.name}, with σ = {float(prior.std.min()):.2f} to "
+                    f"{float(prior.std.max()):.2f} per dimension."
+                )
             )
 
         if table is None:

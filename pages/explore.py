@@ -30,6 +30,7 @@ live_dec = live.decoder(run)  # first: the decoder's weights reach the page whil
 ds = data.try_load(run)  # None without the data: the decoder needs none, so the sliders still work
 model_key = st.session_state[state.MODEL]
 D = run.config.latent_dim
+prior = infer.prior_info(run)  # N(0, I), or a learned mixture (Random z draws from it)
 no_likelihood = models.likelihood_missing(run)  # a user's model may have none: no recon, no ELBO
 
 st.title("Explore the latent space")
@@ -235,16 +236,40 @@ else:  # no data: no map, no KL per dimension (index order), no snapping to data
     grid, limit, live_proj, kl_dims, method = None, sliders.LIMIT, None, None, "pca"
 
 
+def live_prior(p: infer.PriorInfo) -> dict | None:
+    """The mixture prior for the browser's Random z: weights, means and σ, rounded."""
+    if not p.learned:
+        return None
+    return {
+        "w": [round(float(v), 6) for v in p.weights],
+        "m": np.round(p.means, 4).tolist(),
+        "s": np.round(p.stds, 4).tolist(),
+        "name": p.name,
+    }
+
+
+def prior_caption(p: infer.PriorInfo) -> str:
+    if not p.learned:
+        return ""
+    return (
+        f" This model's prior is not N(0, I) but {p.name}, learned with the model: Random z "
+        "draws from it, and each dimension's KL is to the prior's own marginal for that "
+        "dimension, so the per-dimension values do not add up to an image's KL (the mixture "
+        "ties the dimensions together)."
+    )
+
+
 def panel_caption(kl: np.ndarray | None) -> str:
     if kl is None:
         return (
             "Sliders are in index order: without the dataset the app cannot tell which "
-            "dimensions carry information."
+            "dimensions carry information." + prior_caption(prior)
         )
     n_collapsed = int((kl < maps.COLLAPSED_KL).sum())
     return (
         "Sliders are ordered by how much information each dimension carries (mean KL to the "
         "prior)."
+        + prior_caption(prior)
         + (
             f" {n_collapsed} of {D} dimensions are collapsed: the decoder ignores them."
             if n_collapsed
@@ -304,6 +329,7 @@ def latent_panel() -> None:
             "minimap": minimap,
             "mapKey": None if ds is None else MAP_KEY,
             "snap": ds is not None,
+            "prior": live_prior(prior),
             "note": ""
             if method == "pca"
             else "While you drag, the ★ is placed approximately (the median map position of the "
@@ -397,7 +423,9 @@ def server_buttons(keys: list[str], z: np.ndarray) -> None:
         on_click=sliders.set_z,
         args=(keys, np.zeros(D, np.float32), limit),
         width="stretch",
-        help="z = 0 is the centre of the prior N(0, I): the 'average' image.",
+        help="z = 0 is the centre of the prior N(0, I): the 'average' image."
+        if not prior.learned
+        else "z = 0, the origin of the latent space.",
     )
     seed = st.session_state.get("_prior_draws", 0)
     b2.button(
@@ -405,7 +433,7 @@ def server_buttons(keys: list[str], z: np.ndarray) -> None:
         on_click=_draw_prior,
         args=(keys, seed),
         width="stretch",
-        help="Draw z from the prior N(0, I), the way a VAE generates new images.",
+        help=f"Draw z from the prior {prior.name}, the way a VAE generates new images.",
     )
     if ds is not None:
         b3.button(
@@ -422,7 +450,7 @@ def server_buttons(keys: list[str], z: np.ndarray) -> None:
 
 def _draw_prior(keys: list[str], seed: int) -> None:
     st.session_state["_prior_draws"] = seed + 1
-    sliders.set_z(keys, infer.prior_sample(D, seed=seed + 1000 * D), limit)
+    sliders.set_z(keys, infer.prior_sample(D, seed=seed + 1000 * D, run=run), limit)
 
 
 def _snap(keys: list[str], z: np.ndarray) -> None:

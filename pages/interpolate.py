@@ -119,7 +119,7 @@ def endpoint(tag: str, default_row: int, default_source: str) -> tuple[np.ndarra
             return None, ""
         return enc.mean, f"your image {images.short_name(up.name)}"
     seed = st.number_input("Seed", 0, 1_000_000, 1 if tag == "A" else 2, key=f"interp_seed_{tag}")
-    return infer.prior_sample(D, seed=int(seed)), f"prior sample, seed {seed}"
+    return infer.prior_sample(D, seed=int(seed), run=run), f"prior sample, seed {seed}"
 
 
 def show(z: np.ndarray, caption: str, size: int = 128) -> None:

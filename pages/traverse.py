@@ -23,6 +23,8 @@ st.caption(
     "below applies to every tab, the Span to all but the pad (which spans the sliders' range)."
 )
 
+prior = infer.prior_info(run)  # N(0, I), or a learned mixture
+
 # --- which dimensions matter (KL per dimension needs the dataset; the grid itself does not) -------
 table = None
 try:
@@ -53,7 +55,10 @@ centre_mode = c1.segmented_control(
     required=True,
     key="trav_centre",
     persist_state="session",
-    format_func=lambda m: {"explore": "z from Explore", "prior": "Prior mean (z = 0)"}[m],
+    format_func=lambda m: {
+        "explore": "z from Explore",
+        "prior": "Prior mean" if prior.learned else "Prior mean (z = 0)",
+    }[m],
     help="Traverse around the z set by Explore's sliders, or around the centre of the prior.",
 )
 span = c2.slider(
@@ -71,11 +76,20 @@ z_explore = state.current_z(D)
 if centre_mode == "explore" and z_explore is not None:
     centre = np.asarray(z_explore, np.float32)
     centre_text = "z from Explore's sliders"
+elif prior.learned and centre_mode == "prior":
+    centre = np.asarray(prior.mean, np.float32)
+    centre_text = f"the mean of the prior, {prior.name}"
 else:
     centre = np.zeros(D, np.float32)
-    centre_text = "z = 0, the prior mean"
+    centre_text = "z = 0, the prior mean" if not prior.learned else "z = 0"
     if centre_mode == "explore":
         st.caption("Explore's sliders have not been set yet, so the centre is z = 0.")
+if prior.learned:
+    st.caption(
+        f"This model's prior is {prior.name}, not N(0, I): Span counts units of z, and the "
+        f"prior's own spread per dimension is σ = {float(prior.std.min()):.2f} to "
+        f"{float(prior.std.max()):.2f}."
+    )
 
 
 def tick(v: float) -> str:

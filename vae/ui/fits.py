@@ -127,6 +127,14 @@ def warm_up() -> None:
     if _WARM.is_set():
         return
     _WARM.set()
+    # sklearn imports pandas. Plotly takes pandas from sys.modules when it is there, so a page
+    # building a figure while this thread is halfway through importing pandas gets a partially
+    # initialised module (AttributeError: ... 'pandas' has no attribute 'Series'). Importing it
+    # here first (0.5 s, once per server) closes that window.
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        pass
 
     def work() -> None:
         try:

@@ -92,9 +92,70 @@ def reconstruct(run: Run, x: np.ndarray) -> np.ndarray:
     return run.model.reconstruct(_t(run, x)).float().cpu().numpy()
 
 
-def prior_sample(dim: int, seed: int | None = None) -> np.ndarray:
-    """One z ~ N(0, I), (D,)."""
-    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+@dataclass
+class PriorInfo:
+    """What the pages say and draw about a model's prior p(z)."""
+
+    learned: bool  # a learned mixture (vae.priors) rather than N(0, I)
+    name: str  # "N(0, I)" or "a learned mixture of 64 Gaussians"
+    weights: np.ndarray | None = None  # (K,) mixture weights
+    means: np.ndarray | None = None  # (K, D)
+    stds: np.ndarray | None = None  # (K, D)
+    mean: np.ndarray | None = None  # (D,) the prior's mean
+    std: np.ndarray | None = None  # (D,) the standard deviation of each marginal p(z_d)
+
+
+_NORMAL = PriorInfo(learned=False, name="N(0, I)")
+
+
+@torch.no_grad()
+def prior_info(run: Run | None) -> PriorInfo:
+    """The prior of `run`'s model; N(0, I) for a model without a learned prior (and for None)."""
+    prior = getattr(getattr(run, "model", None), "prior", None)
+    if run is None or not getattr(run.model, "learned_prior", False) or prior is None:
+        return _NORMAL
+    mean, logvar, log_pi = prior._parts()
+    mu, sd = prior.mean_std()
+    k = int(mean.shape[0])
+    return PriorInfo(
+        learned=True,
+        name=f"a learned mixture of {k} Gaussians",
+        weights=log_pi.exp().cpu().numpy().astype(np.float64),
+        means=mean.cpu().numpy(),
+        stds=torch.exp(0.5 * logvar).cpu().numpy(),
+        mean=mu.cpu().numpy(),
+        std=sd.cpu().numpy(),
+    )
+
+
+@torch.no_grad()
+def mixture_kl(
+    run: Run, mean: np.ndarray, logvar: np.ndarray, seed: int = 0
+) -> tuple[float, np.ndarray]:
+    """For a model with a mixture prior, one posterior's KL(q(z|x) || p(z)) (a seeded
+    1000-sample estimate) and its KL per dimension to the prior's marginals, (D,)."""
+    from vae.distributions import DiagonalGaussian
+
+    q = DiagonalGaussian(_t(run, mean[None]), _t(run, logvar[None]))
+    gen = torch.Generator(device=_dev(run)).manual_seed(int(seed))
+    total = run.model.prior.kl_estimate(q, samples=1000, generator=gen)  # (1,)
+    return float(total[0]), run.model.kl_per_dim(q)[0].cpu().numpy()
+
+
+def prior_draws(dim: int, n: int, seed: int | None = None, run: Run | None = None) -> np.ndarray:
+    """n seeded draws z ~ p(z), (n, D): N(0, I), or for `run` with a mixture prior a component
+    k ~ π for each, then z = μ_k + σ_k ε."""
+    rng = np.random.default_rng(seed)
+    info = prior_info(run)
+    if not info.learned:
+        return rng.standard_normal((n, dim)).astype(np.float32)
+    k = rng.choice(len(info.weights), size=n, p=info.weights / info.weights.sum())  # (n,)
+    return (info.means[k] + info.stds[k] * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+def prior_sample(dim: int, seed: int | None = None, run: Run | None = None) -> np.ndarray:
+    """One z ~ p(z), (D,) (see `prior_draws`)."""
+    return prior_draws(dim, 1, seed, run)[0]
 
 
 def nearest(query: np.ndarray, means: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -151,9 +212,13 @@ def encode_upload(
 # --- the Train page's checkpoint preview ---------------------------------------------------------
 @torch.no_grad()
 def prior_images(run: Run, n: int, seed: int = 0) -> np.ndarray:
-    """Decodings of n seeded prior draws z ~ N(0, I), (n, C, H, W): the same n images for the
+    """Decodings of n seeded prior draws z ~ p(z), (n, C, H, W): the same n images for the
     same seed, so successive checkpoints of a run draw comparable samples."""
-    z = torch.randn(n, run.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+    gen = torch.Generator().manual_seed(seed)
+    if getattr(run.model, "learned_prior", False):
+        z = run.model.prior.sample(n, gen)  # (n, D)
+    else:
+        z = torch.randn(n, run.config.latent_dim, generator=gen)  # (n, D)
     return run.model.decode(z.to(_dev(run))).float().cpu().numpy()
 
 

@@ -67,6 +67,14 @@ function el(tag, attrs = {}, ...kids) {
 }
 function fmt(v) { return (Math.round(v * 100) / 100).toFixed(2); }
 function clip(v, lim) { return Math.max(-lim, Math.min(lim, Math.round(v * 100) / 100)); }
+// z ~ p(z): N(0, I), or a mixture {w, m, s}: a component k ~ w, then z = m[k] + s[k] * eps.
+function priorDraw(prior, dim) {
+  if (!prior) return Array.from({ length: dim }, () => gauss());
+  let u = Math.random() * prior.w.reduce((a, b) => a + b, 0), k = 0;
+  while (k < prior.w.length - 1 && u >= prior.w[k]) { u -= prior.w[k]; k += 1; }
+  return prior.m[k].map((mu, i) => mu + prior.s[k][i] * gauss());
+}
+
 function gauss() {
   let u = 0, v = 0;
   while (u === 0) u = Math.random();
@@ -236,8 +244,8 @@ function buildPanel(inst, root) {
     ...(mini ? [el("figure", { class: "vl-fig vl-minifig" }, mini, el("figcaption", { text: "★ where z lies on the map (grey: where the data is)." }))] : []));
   const btn = (label, title, fn) => { const b = el("button", { type: "button", title, text: label }); b.addEventListener("click", fn); return b; };
   const buttons = el("div", { class: "vl-buttons" },
-    btn("Reset to 0", "z = 0 is the centre of the prior N(0, I): the 'average' image.", () => setZ(inst, inst.z.map(() => 0), true)),
-    btn("Random z", "Draw z from the prior N(0, I), the way a VAE generates new images.", () => setZ(inst, inst.z.map(() => clip(gauss(), d.limit)), true)),
+    btn("Reset to 0", d.prior ? "z = 0, the origin of the latent space." : "z = 0 is the centre of the prior N(0, I): the 'average' image.", () => setZ(inst, inst.z.map(() => 0), true)),
+    btn("Random z", `Draw z from the prior ${d.prior ? d.prior.name : "N(0, I)"}, the way a VAE generates new images.`, () => setZ(inst, priorDraw(d.prior, inst.z.length).map((v) => clip(v, d.limit)), true)),
     ...(d.snap === false ? [] : [btn("Snap to data", "Jump to the latent code of the closest dataset image.", () => inst.args.setTriggerValue("snap", Array.from(inst.z)))]));
   const sliders = el("div", { class: "vl-sliders", role: "group", "aria-label": "latent sliders" });
   inst.inputs = {};
