@@ -260,6 +260,12 @@ class UserVAE(nn.Module):
         return ll.flatten(-3).sum(-1)
 
     # The rest is VAE's own code, which needs only encode, decode, decode_params and config.
+    # A user's model has the prior N(0, I).
+    learned_prior = VAE.learned_prior
+    prior_log_prob = VAE.prior_log_prob
+    kl = VAE.kl
+    kl_per_dim = VAE.kl_per_dim
+    sample_prior = VAE.sample_prior
     forward = VAE.forward
     embed = VAE.embed
     reconstruct = VAE.reconstruct
