@@ -161,3 +161,27 @@ def ok(at) -> None:
     """No traceback and no error message on the page."""
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def far_mixture_run(run_dir: Path, *, components: int = 3, latent_dim: int = 4, at: float = 2.5):
+    """A digits model with a learned mixture prior, trained one epoch by `vae.train`, whose
+    prior is then moved far from N(0, I): every component at `at` with σ ≈ 0.02. A page that drew
+    from N(0, I), or used the KL to N(0, I), shows it at once."""
+    import torch
+
+    from vae.checkpoint import load_run, save_model
+    from vae.config import ModelConfig, TrainConfig
+    from vae.train import train
+
+    cfg = ModelConfig(
+        image_shape=(1, 8, 8), latent_dim=latent_dim, arch="mlp", hidden=(32,), prior="mixture",
+        prior_components=components,
+    )  # fmt: skip
+    train(cfg, TrainConfig(dataset="digits", epochs=1, lr=3e-3), run_dir, command="tests",
+          progress_bar=False)  # fmt: skip
+    run = load_run(run_dir)
+    with torch.no_grad():
+        run.model.prior.means.fill_(at)
+        run.model.prior.logvars.fill_(-8.0)
+    save_model(run_dir, run.model, dataset=run.meta["dataset"], train=run.meta["train"])
+    return run_dir

@@ -17,31 +17,16 @@ from safetensors.torch import load_file
 from scipy import stats
 from scipy.special import logsumexp
 
-from tests.helpers import app_test, ok
+from tests.helpers import app_test, far_mixture_run, ok
 from tests.pages.shared import goto, latent_sliders, open_tour
-from vae.config import ModelConfig, TrainConfig
-from vae.train import train
 
 K, D, AT = 3, 4, 2.5
 
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory) -> dict[str, Path]:
-    from vae.checkpoint import load_run, save_model
-
     root = tmp_path_factory.mktemp("mixture")
-    out = root / "assets" / "digits-mlp"
-    cfg = ModelConfig(
-        image_shape=(1, 8, 8), latent_dim=D, arch="mlp", hidden=(32,), prior="mixture",
-        prior_components=K,
-    )  # fmt: skip
-    train(cfg, TrainConfig(dataset="digits", epochs=1, lr=3e-3), out, command="tests",
-          progress_bar=False)  # fmt: skip
-    run = load_run(out)
-    with torch.no_grad():
-        run.model.prior.means.fill_(AT)
-        run.model.prior.logvars.fill_(-8.0)
-    save_model(out, run.model, dataset=run.meta["dataset"], train=run.meta["train"])
+    far_mixture_run(root / "assets" / "digits-mlp", components=K, latent_dim=D, at=AT)
     (root / "runs").mkdir()
     (root / "data").mkdir()
     return {"assets": root / "assets", "runs": root / "runs", "cache": root / "cache", "root": root}
