@@ -289,6 +289,23 @@ def test_curves_have_a_legend_for_train_and_test():
     assert [t.name for t in early.data if t.showlegend is not False] == [train.name]
 
 
+def test_btcvae_curves_draw_the_kl_parts_in_the_kl_panel():
+    parts = {"mi": 4.0, "tc": 2.0, "dwkl": 1.0}
+    steps = [{"step": s, "elbo": -60.0, "recon": 53.0, "kl": 7.0, **parts} for s in (1, 2, 3)]
+    fig = training.curves_figure(steps, [])
+    drawn = {t.name: t for t in fig.data if t.name and t.name.startswith("KL part")}
+    assert sorted(drawn) == [
+        "KL part: dimension-wise KL", "KL part: index-code MI", "KL part: total correlation",
+    ]  # fmt: skip
+    kl_axis = next(t for t in fig.data if t.name == "train kl").xaxis
+    assert all(t.xaxis == kl_axis for t in drawn.values())  # in the KL panel
+    assert [list(drawn[f"KL part: {n}"].y) for n in ("index-code MI", "total correlation")] == [
+        [4.0] * 3, [2.0] * 3,
+    ]  # fmt: skip
+    plain = [{k: v for k, v in r.items() if k not in parts} for r in steps]  # an ELBO run
+    assert not [t for t in training.curves_figure(plain, []).data if "KL part" in (t.name or "")]
+
+
 def test_library_lists_and_imports(dirs):
     from tests.helpers import tiny_digits_checkpoint
 

@@ -1,6 +1,7 @@
 """The Train page's Plotly figures: live training curves, the KL heatmap, and runs compared.
 
-    curves_figure(steps, epochs)   # ELBO, recon, KL: train per logged step (solid), test per epoch
+    curves_figure(steps, epochs)   # ELBO, recon, KL: train per logged step (solid), test per epoch;
+                                   # a β-TCVAE run's MI, TC and dimension-wise KL in the KL panel
     kl_heatmap(epochs)             # test KL of each latent dimension after each epoch, or None
     compare_figure({name: (steps, epochs)})   # several runs' train and test ELBO overlaid
 
@@ -18,6 +19,12 @@ from plotly.subplots import make_subplots
 from vae.ui import maps
 
 CURVES = ((1, "elbo", "#4c78a8"), (2, "recon", "#f58518"), (3, "kl", "#54a24b"))  # col, key, colour
+# β-TCVAE's three parts of the KL (Chen et al. 2018, Eq. 2), drawn in the KL panel when logged
+KL_PARTS = (
+    ("mi", "index-code MI", "#b279a2"),
+    ("tc", "total correlation", "#e45756"),
+    ("dwkl", "dimension-wise KL", "#72b7b2"),
+)
 TEST_COLOR = "#333"
 TRAIN_LEGEND = "train (each logged step)"
 TEST_LEGEND = "test (after each epoch)"
@@ -65,6 +72,18 @@ def curves_figure(steps: list[dict], epochs: list[dict], height: int = 300) -> g
                     text=[r["epoch"] for r in ep],
                 ),
                 row=1, col=col,
+            )  # fmt: skip
+    for key, label, color in KL_PARTS:  # a β-TCVAE run logs them with every step
+        part = [r for r in steps if isinstance(r.get(key), (int, float))]
+        if part:
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["step"] for r in part], y=[r[key] for r in part], mode="lines",
+                    name=f"KL part: {label}", legendgroup=key,
+                    line=dict(color=color, width=1.2, dash="dash"),
+                    hovertemplate=f"step %{{x}}<br>{label} %{{y:.2f}}<extra></extra>",
+                ),
+                row=1, col=3,
             )  # fmt: skip
     fig.add_trace(_legend_entry(TRAIN_LEGEND, "train", mode="lines", line=dict(color="#888")))
     if has_test:
