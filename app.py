@@ -83,6 +83,11 @@ def sidebar() -> None:
                 else f"{run.config.arch.upper()} · "
             )
             + (f"{run.config.likelihood} decoder" if run.config.likelihood else "no likelihood")
+            + (
+                f" · learned prior ({run.config.prior_components}-Gaussian mixture)"
+                if getattr(run.config, "prior", "normal") == "mixture"
+                else ""
+            )
             + (f" · {entry.score_long}" if entry.score_long else "")
         )
         data.dataset_panel(run)

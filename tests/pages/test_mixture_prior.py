@@ -51,6 +51,7 @@ def test_random_z_draws_from_the_learned_prior(model_dirs, monkeypatch):
     ok(at)
     z = np.array([s.value for s in latent_sliders(at)])
     assert len(z) == D and np.all(np.abs(z - AT) < 0.15), z  # N(0, I) would spread over ±2
+    assert any("learned prior (3-Gaussian mixture)" in c.value for c in at.sidebar.caption)
     text = " ".join(c.value for c in at.caption)
     assert "learned mixture of 3 Gaussians" in text and "do not add up" in text
 
