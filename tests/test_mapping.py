@@ -138,10 +138,11 @@ def test_every_shipped_model_opens_its_tsne_map_without_a_fit(name, tmp_path, mo
         assert mapping.projection(run, table, "umap").cached
 
 
-def test_the_shipped_mnist_map_opens_without_a_fit(mnist_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["mnist-conv", "mnist-mixture"])
+def test_the_shipped_mnist_map_opens_without_a_fit(name, mnist_root, tmp_path, monkeypatch):
     from pathlib import Path
 
-    src = Path(__file__).resolve().parents[1] / "assets" / "mnist-conv"
+    src = Path(__file__).resolve().parents[1] / "assets" / name
     shutil.copytree(src, tmp_path / "m", ignore=shutil.ignore_patterns(".cache"))
     run = load_run(tmp_path / "m")
     table = mapping.latent_table(run)
