@@ -56,9 +56,9 @@ def default_size(n_images: int) -> int:
     return int(min(DEFAULT_N, n_images))
 
 
-def prior_kls(model: Any, mean: Any, logvar: Any, seed: int) -> tuple[Any, Any]:
-    """For a mixture prior: each image's KL (a seeded 64-sample estimate) and the KL of every
-    dimension to the prior's marginal; CPU tensors (N,) and (N, D)."""
+def prior_kls(model: Any, mean: Any, logvar: Any, seed: int, samples: int = 64) -> tuple[Any, Any]:
+    """For a mixture prior: each image's KL (a seeded `samples`-sample estimate) and the KL of
+    every dimension to the prior's marginal; CPU tensors (N,) and (N, D)."""
     import torch
 
     from vae.distributions import DiagonalGaussian
@@ -69,7 +69,7 @@ def prior_kls(model: Any, mean: Any, logvar: Any, seed: int) -> tuple[Any, Any]:
     with torch.no_grad():
         for i in range(0, mean.shape[0], 512):
             q = DiagonalGaussian(mean[i : i + 512].to(dev), logvar[i : i + 512].to(dev))
-            kl.append(model.prior.kl_estimate(q, samples=64, generator=gen).cpu())
+            kl.append(model.prior.kl_estimate(q, samples=samples, generator=gen).cpu())
             kl_d.append(model.kl_per_dim(q).cpu())
     return torch.cat(kl), torch.cat(kl_d)
 

@@ -39,8 +39,7 @@ def _elbo_parts(
     """Single-sample log p(x|z), z ~ q(z|x), and KL(q(z|x) || p(z)); both (B,). The KL is in
     closed form for N(0, I), and log q(z|x) - log p(z) at the same z for a mixture prior."""
     params, q, z = model(x, generator)
-    kl = model.kl(q, z) if getattr(model, "learned_prior", False) else q.kl().float()
-    return model.log_likelihood(params.float(), x.float()), kl
+    return model.log_likelihood(params.float(), x.float()), model.kl(q, z)
 
 
 @torch.no_grad()
@@ -130,8 +129,7 @@ def kl_per_dim(model: VAE, x: torch.Tensor, batch_size: int = 1024) -> torch.Ten
     with cpu_inference_layout(model):
         for i in range(0, x.shape[0], batch_size):
             q = model.encode(x[i : i + batch_size].to(dev))
-            kl_d = model.kl_per_dim(q) if hasattr(model, "kl_per_dim") else q.kl_per_dim()
-            total += kl_d.double().sum(0).cpu()  # (D,)
+            total += model.kl_per_dim(q).double().sum(0).cpu()  # (D,)
     return (total / max(1, x.shape[0])).float()
 
 

@@ -128,18 +128,19 @@ def prior_info(run: Run | None) -> PriorInfo:
     )
 
 
-@torch.no_grad()
 def mixture_kl(
     run: Run, mean: np.ndarray, logvar: np.ndarray, seed: int = 0
 ) -> tuple[float, np.ndarray]:
     """For a model with a mixture prior, one posterior's KL(q(z|x) || p(z)) (a seeded
     1000-sample estimate) and its KL per dimension to the prior's marginals, (D,)."""
-    from vae.distributions import DiagonalGaussian
+    from vae.mapping import prior_kls
 
-    q = DiagonalGaussian(_t(run, mean[None]), _t(run, logvar[None]))
-    gen = torch.Generator(device=_dev(run)).manual_seed(int(seed))
-    total = run.model.prior.kl_estimate(q, samples=1000, generator=gen)  # (1,)
-    return float(total[0]), run.model.kl_per_dim(q)[0].cpu().numpy()
+    m, lv = (
+        torch.from_numpy(np.asarray(mean[None], np.float32)),
+        torch.from_numpy(np.asarray(logvar[None], np.float32)),
+    )
+    total, per_dim = prior_kls(run.model, m, lv, seed, samples=1000)
+    return float(total[0]), per_dim[0].numpy()
 
 
 def prior_draws(dim: int, n: int, seed: int | None = None, run: Run | None = None) -> np.ndarray:
