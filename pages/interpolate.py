@@ -247,8 +247,15 @@ with tab_path:
                 m: np.linalg.norm(path_codes(za, zb, int(steps), m), axis=1)
                 for m in ("lerp", "slerp")
             }
+            prior = infer.prior_info(run)
+            typical = infer.typical_norm(prior, D)
+            label = (
+                f"typical sample of the learned prior ({typical:.2f})"
+                if prior.learned
+                else "typical prior sample (√D)"
+            )
             st.plotly_chart(
-                charts.norm_profile(t, norms, float(np.sqrt(D))),
+                charts.norm_profile(t, norms, typical, typical_label=label),
                 key="interp_norms",
                 config={"displayModeBar": False},
             )
@@ -256,7 +263,13 @@ with tab_path:
             lo, hi = float(norms["slerp"].min()), float(norms["slerp"].max())
             same = abs(na - nb) <= 0.02 * max(na, nb, 1e-6)
             st.caption(
-                "Length of z along both paths. Prior samples have ‖z‖ ≈ √D; a straight line "
+                "Length of z along both paths. Prior samples have ‖z‖ ≈ "
+                + (
+                    f"{typical:.2f} (the learned prior's root-mean-square length)"
+                    if prior.learned
+                    else "√D"
+                )
+                + "; a straight line "
                 "between two such codes cuts through the inside of that shell, where there is "
                 f"little probability mass. Here ‖A‖ = {na:.2f} and ‖B‖ = {nb:.2f}: lerp's length "
                 f"dips to {float(norms['lerp'].min()):.2f}, slerp's stays between {lo:.2f} and "

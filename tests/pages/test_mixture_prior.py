@@ -113,3 +113,14 @@ def test_traverse_centres_on_the_prior_mean(model_dirs, monkeypatch):
     control = next(s for s in at.get("button_group") if s.label == "Centre")
     assert "Prior mean" in str(control.proto)
     assert any("learned mixture of 3 Gaussians" in c.value for c in at.caption)
+
+
+def test_interpolate_measures_lengths_against_the_learned_prior(model_dirs, monkeypatch):
+    at = start(model_dirs, monkeypatch)
+    goto(at, "interpolate")
+    caption = next(c.value for c in at.caption if c.value.startswith("Length of z"))
+    # every component sits at (2.5, …, 2.5) with σ ≈ 0.02, so prior samples have ‖z‖ ≈ 2.5·√D
+    assert f"‖z‖ ≈ {AT * math.sqrt(D):.2f}" in caption, caption
+    assert "√D" not in caption  # that is N(0, I)'s length, not this prior's
+    chart = next(c for c in at.get("plotly_chart") if "interp_norms" in str(c.proto.id))
+    assert "typical sample of the learned prior (5.00)" in chart.proto.spec

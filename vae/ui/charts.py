@@ -229,9 +229,13 @@ def elbo_histograms(
 
 
 def norm_profile(
-    t: np.ndarray, norms: Mapping[str, np.ndarray], typical: float, height: int = 220
+    t: np.ndarray,
+    norms: Mapping[str, np.ndarray],
+    typical: float,
+    height: int = 220,
+    typical_label: str = "typical prior sample (√D)",
 ) -> go.Figure:
-    """‖z‖ along interpolation paths, with the norm typical of prior samples (≈ √D)."""
+    """‖z‖ along interpolation paths, with the norm typical of prior samples (√D for N(0, I))."""
     fig = go.Figure()
     for i, (name, v) in enumerate(norms.items()):
         fig.add_trace(
@@ -247,7 +251,7 @@ def norm_profile(
     fig.add_hline(
         y=typical,
         line=dict(color="grey", dash="dot"),
-        annotation_text="typical prior sample (√D)",
+        annotation_text=typical_label,
         annotation_position="bottom right",
     )
     return _layout(fig, height, xaxis=dict(title="t (0 = A, 1 = B)"), yaxis=dict(title="‖z‖"))

@@ -128,6 +128,16 @@ def prior_info(run: Run | None) -> PriorInfo:
     )
 
 
+def typical_norm(info: PriorInfo, dim: int) -> float:
+    """The root-mean-square length of prior samples, sqrt(E‖z‖²): √D for N(0, I), and for a
+    mixture Σ_k π_k (‖μ_k‖² + Σ_d σ_kd²) under the square root."""
+    if not info.learned:
+        return float(np.sqrt(dim))
+    w = info.weights / info.weights.sum()  # (K,)
+    second = (info.means.astype(np.float64) ** 2 + info.stds.astype(np.float64) ** 2).sum(1)  # (K,)
+    return float(np.sqrt(w @ second))
+
+
 def mixture_kl(
     run: Run, mean: np.ndarray, logvar: np.ndarray, seed: int = 0
 ) -> tuple[float, np.ndarray]:
