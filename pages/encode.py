@@ -119,21 +119,29 @@ for i, (name, blob) in enumerate(files):
                 st.switch_page("pages/explore.py")
         with right:
             order = table.dim_order() if table is not None else np.arange(D)
+            prior = infer.prior_info(run)
             st.plotly_chart(
-                charts.posterior_bars(enc.mean, enc.std, dims=order[: min(len(order), 32)]),
+                charts.posterior_bars(
+                    enc.mean,
+                    enc.std,
+                    dims=order[: min(len(order), 32)],
+                    prior_mean=prior.mean,
+                    prior_std=prior.std,
+                ),
                 key=f"posterior_{i}",
                 config={"displayModeBar": False},
             )
-            prior = infer.prior_info(run)
             st.caption(
                 "The encoder's answer per latent dimension: the dot is the mean, the bar ±σ. "
                 + (
                     "The grey bands are the prior N(0, 1) (±1 and ±2). A dimension whose dot "
                     "sits at 0 with σ ≈ 1 says nothing about this image."
                     if not prior.learned
-                    else "The grey bands are N(0, 1) (±1 and ±2), for scale only: this model's "
-                    f"prior is {prior.name}, with σ = {float(prior.std.min()):.2f} to "
-                    f"{float(prior.std.max()):.2f} per dimension."
+                    else f"This model's prior is {prior.name}: the grey bars are its marginal "
+                    "p(z_d) per dimension, mean ± 1 and ± 2 standard deviations (σ = "
+                    f"{float(prior.std.min()):.2f} to {float(prior.std.max()):.2f}). A dimension "
+                    "whose dot sits mid-bar with a bar as long as the prior's says nothing about "
+                    "this image."
                 )
             )
 

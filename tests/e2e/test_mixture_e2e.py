@@ -13,7 +13,7 @@ from tests.helpers import far_mixture_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
-SLIDER = '.vl-sliders input[type=range]'  # the latent panel's sliders (not the pad's)
+SLIDER = ".vl-sliders input[type=range]"  # the latent panel's sliders (not the pad's)
 AT = 2.5
 
 

@@ -41,13 +41,18 @@ def _map_points(at: AppTest) -> int:
     return sum(_len(t["x"]) for t in data)
 
 
-def _len(arr) -> int:
-    """Length of a Plotly array: a list, or {"dtype", "bdata"} (base64 typed array)."""
+def plotly_values(arr) -> np.ndarray:
+    """A Plotly array as float64: a list, or {"dtype", "bdata"} (base64 typed array)."""
     import base64
 
-    if isinstance(arr, list):
-        return len(arr)
-    return len(base64.b64decode(arr["bdata"])) // np.dtype(arr["dtype"]).itemsize
+    if isinstance(arr, dict):
+        return np.frombuffer(base64.b64decode(arr["bdata"]), dtype=arr["dtype"]).astype(np.float64)
+    return np.asarray(arr, dtype=np.float64)
+
+
+def _len(arr) -> int:
+    """Length of a Plotly array (see `plotly_values`)."""
+    return len(arr) if isinstance(arr, list) else len(plotly_values(arr))
 
 
 def maps_ready(at: AppTest) -> AppTest:

@@ -21,6 +21,7 @@ from tests.pages.shared import (
     decoded_url,
     latent_sliders,
     maps_ready,
+    plotly_values,
 )
 
 
@@ -170,7 +171,7 @@ def test_umap_is_selectable_and_draws_a_map(app):
     # the server's star: umap-learn's transform of z = 0, somewhere inside the map
     chart = next(c for c in app.get("plotly_chart") if c.key == "latent_map")
     traces = [t for t in json.loads(chart.proto.spec)["data"] if t.get("name") != "current z"]
-    xs = np.concatenate([_values(t["x"]) for t in traces])
+    xs = np.concatenate([plotly_values(t["x"]) for t in traces])
     star = np.array(data["serverStar"])
     assert np.isfinite(star).all() and xs.min() <= star[0] <= xs.max()
     assert app.session_state["projection"] == "umap"
@@ -382,18 +383,10 @@ def test_a_2d_model_is_shown_in_its_own_latent_plane(tmp_path, monkeypatch, make
     model = _model({"assets": run_dir.parent}, "two-d")
     with torch.no_grad():
         means = model.encode(load_dataset("digits", "all").x).mean.numpy()  # (N, 2)
-    xs = np.concatenate([_values(t["x"]) for t in fig["data"] if t.get("customdata") is not None])
-    ys = np.concatenate([_values(t["y"]) for t in fig["data"] if t.get("customdata") is not None])
-    rows = np.concatenate([_values(t["customdata"]) for t in fig["data"]
-                           if t.get("customdata") is not None]).astype(int)  # fmt: skip
+    points = [t for t in fig["data"] if t.get("customdata") is not None]
+    xs = np.concatenate([plotly_values(t["x"]) for t in points])
+    ys = np.concatenate([plotly_values(t["y"]) for t in points])
+    rows = np.concatenate([plotly_values(t["customdata"]) for t in points]).astype(int)
     np.testing.assert_allclose(np.stack([xs, ys], 1), means[rows], atol=1e-5)
     proj = live_app.panel(at)["proj"]  # and the live star uses the same plane
     assert proj["mean"] == [0.0, 0.0] and proj["components"] == [[1.0, 0.0], [0.0, 1.0]]
-
-
-def _values(arr) -> np.ndarray:
-    import base64
-
-    if isinstance(arr, list):
-        return np.asarray(arr, dtype=np.float64)
-    return np.frombuffer(base64.b64decode(arr["bdata"]), dtype=arr["dtype"]).astype(np.float64)

@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 from scipy import stats
 from scipy.special import logsumexp
 
-from tests.helpers import app_test, far_mixture_run, ok
-from tests.pages.shared import goto, latent_sliders, open_tour
+from tests.helpers import app_test, digit_photo_png, far_mixture_run, ok
+from tests.pages.shared import goto, latent_sliders, open_tour, plotly_values
 
 K, D, AT = 3, 4, 2.5
 
@@ -124,3 +124,29 @@ def test_interpolate_measures_lengths_against_the_learned_prior(model_dirs, monk
     assert "√D" not in caption  # that is N(0, I)'s length, not this prior's
     chart = next(c for c in at.get("plotly_chart") if "interp_norms" in str(c.proto.id))
     assert "typical sample of the learned prior (5.00)" in chart.proto.spec
+
+
+def test_encode_draws_the_learned_prior_marginals(model_dirs, monkeypatch):
+    import json
+
+    at = start(model_dirs, monkeypatch)
+    goto(at, "encode")
+    at.get("file_uploader")[0].set_value(("seven.png", digit_photo_png(), "image/png")).run()
+    ok(at)
+    chart = next(c for c in at.get("plotly_chart") if "posterior_0" in str(c.proto.id))
+    spec = json.loads(chart.proto.spec)
+    bars = {t["name"]: t for t in spec["data"] if t["type"] == "bar"}
+    assert set(bars) == {"prior ±1σ", "prior ±2σ"}
+    assert not [s for s in spec["layout"].get("shapes", []) if s["type"] == "rect"]  # no N(0, 1)
+    # independently: the mixture's marginal moments per dimension from its weights
+    w = weights(model_dirs)
+    pi = np.exp(w["prior.logits"] - logsumexp(w["prior.logits"]))  # (K,)
+    var = np.exp(np.clip(w["prior.logvars"], -9, 5))  # (K, D)
+    m = pi @ w["prior.means"]  # (D,)
+    sd = np.sqrt(pi @ (var + w["prior.means"] ** 2) - m**2)  # (D,)
+    one = bars["prior ±1σ"]
+    dims = [int(lbl[1:]) for lbl in one["x"]]
+    np.testing.assert_allclose(plotly_values(one["base"]), (m - sd)[dims], atol=1e-4)
+    np.testing.assert_allclose(plotly_values(one["y"]), 2 * sd[dims], atol=1e-4)
+    caption = " ".join(c.value for c in at.caption)
+    assert "grey bars are its marginal" in caption and "learned mixture of 3 Gaussians" in caption

@@ -258,13 +258,36 @@ def norm_profile(
 
 
 def posterior_bars(
-    mean: np.ndarray, std: np.ndarray, dims: Sequence[int] | None = None, height: int = 300
+    mean: np.ndarray,
+    std: np.ndarray,
+    dims: Sequence[int] | None = None,
+    height: int = 300,
+    prior_mean: np.ndarray | None = None,
+    prior_std: np.ndarray | None = None,
 ) -> go.Figure:
-    """Posterior mean ± σ per latent dimension over the prior N(0, 1) (grey band = ±1, line = 0)."""
+    """Posterior mean ± σ per latent dimension over the prior: grey bands at ±1 and ±2 for
+    N(0, 1), or, given `prior_mean` and `prior_std` (D,) of a learned prior's marginals p(z_d),
+    grey bars at each dimension's mean ± 1 and ± 2 standard deviations."""
     mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     dims = list(range(len(mean))) if dims is None else list(dims)
     labels = [f"z{d}" for d in dims]
-    fig = go.Figure(
+    fig = go.Figure()
+    learned = prior_mean is not None and prior_std is not None
+    if learned:
+        pm, ps = np.asarray(prior_mean, np.float32)[dims], np.asarray(prior_std, np.float32)[dims]
+        for k, opacity in ((2, 0.2), (1, 0.35)):
+            fig.add_trace(
+                go.Bar(
+                    x=labels,
+                    y=2 * k * ps,
+                    base=pm - k * ps,
+                    name=f"prior ±{k}σ",
+                    marker=dict(color="lightgrey", opacity=opacity, line_width=0),
+                    width=0.7,
+                    hoverinfo="skip",
+                )
+            )
+    fig.add_trace(
         go.Scatter(
             x=labels,
             y=mean[dims],
@@ -275,14 +298,20 @@ def posterior_bars(
             hovertemplate="%{x}: %{y:.2f} ± %{error_y.array:.2f}<extra></extra>",
         )
     )
-    fig.add_hrect(y0=-1, y1=1, fillcolor="lightgrey", opacity=0.35, line_width=0)
-    fig.add_hrect(y0=-2, y1=2, fillcolor="lightgrey", opacity=0.2, line_width=0)
+    if learned:
+        reach = np.abs(pm) + 2 * ps
+    else:
+        fig.add_hrect(y0=-1, y1=1, fillcolor="lightgrey", opacity=0.35, line_width=0)
+        fig.add_hrect(y0=-2, y1=2, fillcolor="lightgrey", opacity=0.2, line_width=0)
+        reach = np.zeros(len(dims))
     fig.add_hline(y=0, line=dict(color="grey", width=1))
-    hi = float(max(3.0, np.max(np.abs(mean[dims]) + std[dims]) + 0.3)) if dims else 3.0
+    top = np.maximum(np.abs(mean[dims]) + std[dims], reach) if dims else np.zeros(0)
+    hi = float(max(3.0, np.max(top) + 0.3)) if dims else 3.0
     return _layout(
         fig,
         height,
         showlegend=False,
+        barmode="overlay",
         yaxis=dict(range=[-hi, hi], title="z", zeroline=False),
         xaxis=dict(title="latent dimension (most informative first)"),
     )
