@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from vae.ui import data, guard, infer, models, state
+from vae.ui import data, frame, guard, infer, models, state
 
 st.set_page_config(
     page_title="VAE Latent Explorer",
@@ -27,18 +27,19 @@ st.html(
     "[data-testid='stSidebarUserContent'] { padding-top: 0.5rem; }</style>"
 )
 
-# (script, title, icon, url path). The first row is the home page. A url path must differ from
-# its file's name: Streamlit also knows pages/ as a legacy page folder, and a matching name lets
-# a deep link on a fresh server run the page script alone, without this frame.
+# (script, title, icon, url path). The first row is the home page. Each url path is its file's
+# name, which is also the path Streamlit gives the file when it takes pages/ for a legacy page
+# folder (on a fresh server, until this script's first st.navigation call): a deep link then runs
+# the page alone, and its `frame.ensure()` brings it back into this frame (vae/ui/frame.py).
 PAGES = [
-    ("pages/explore.py", "Explore", ":material/explore:", "explore-latent-space"),
-    ("pages/encode.py", "Encode an image", ":material/upload:", "encode-image"),
-    ("pages/traverse.py", "Traverse", ":material/linear_scale:", "traverse-latents"),
-    ("pages/interpolate.py", "Interpolate", ":material/timeline:", "interpolate-latents"),
-    ("pages/diagnostics.py", "Diagnostics", ":material/monitoring:", "model-diagnostics"),
-    ("pages/demos.py", "Demos", ":material/school:", "guided-demos"),
-    ("pages/train.py", "Train", ":material/model_training:", "train-model"),
-    ("pages/runs.py", "Model library", ":material/inventory_2:", "model-library"),
+    ("pages/explore.py", "Explore", ":material/explore:", "explore"),
+    ("pages/encode.py", "Encode an image", ":material/upload:", "encode"),
+    ("pages/traverse.py", "Traverse", ":material/linear_scale:", "traverse"),
+    ("pages/interpolate.py", "Interpolate", ":material/timeline:", "interpolate"),
+    ("pages/diagnostics.py", "Diagnostics", ":material/monitoring:", "diagnostics"),
+    ("pages/demos.py", "Demos", ":material/school:", "demos"),
+    ("pages/train.py", "Train", ":material/model_training:", "train"),
+    ("pages/runs.py", "Model library", ":material/inventory_2:", "runs"),
 ]
 
 pages = {
@@ -109,4 +110,5 @@ with st.sidebar:
 # --- the page -------------------------------------------------------------------------------------
 for notice in state.link_notices(url_path):  # a link's value that was not used, and why
     st.warning(notice, icon=":material/link_off:")
-guard.run(page.run)
+with frame.framed():
+    guard.run(page.run)

@@ -8,14 +8,14 @@ browser and the machine's load, with no model, no data and no figure.
 import streamlit as st
 
 PAGES = [
-    ("Explore", "explore-latent-space"),
-    ("Encode an image", "encode-image"),
-    ("Traverse", "traverse-latents"),
-    ("Interpolate", "interpolate-latents"),
-    ("Diagnostics", "model-diagnostics"),
-    ("Demos", "guided-demos"),
-    ("Train", "train-model"),
-    ("Model library", "model-library"),
+    ("Explore", "explore"),
+    ("Encode an image", "encode"),
+    ("Traverse", "traverse"),
+    ("Interpolate", "interpolate"),
+    ("Diagnostics", "diagnostics"),
+    ("Demos", "demos"),
+    ("Train", "train"),
+    ("Model library", "runs"),
 ]
 
 

@@ -7,9 +7,23 @@ from vae.anomaly import detection
 from vae.checkpoint import CheckpointError
 from vae.data import DatasetError
 from vae.traversal import far_from_data, nearest_labels, offsets, traversal_codes
-from vae.ui import analysis, cache, charts, data, image_grids, images, infer, maps, models, state
+from vae.ui import (
+    analysis,
+    cache,
+    charts,
+    data,
+    frame,
+    image_grids,
+    images,
+    infer,
+    maps,
+    models,
+    state,
+)
 
-URL = "guided-demos"
+frame.ensure()  # a deep link on a fresh server runs this page alone (vae/ui/frame.py)
+
+URL = "demos"
 TOURS = ["The ideas", "Smooth latent spaces", "What each dimension does", "Anomaly detection"]
 TWINS = {"digits-beta0": "β = 0 (no KL term)", "digits-2d": "β = 1 (a real VAE)"}
 TWIN_COMMAND = (

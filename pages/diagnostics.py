@@ -5,9 +5,11 @@ import math
 import streamlit as st
 
 from vae.thresholds import ACTIVE_UNIT, COLLAPSED_KL
-from vae.ui import analysis, cache, charts, data, image_grids, infer, models, state
+from vae.ui import analysis, cache, charts, data, frame, image_grids, infer, models, state
 
-URL = "model-diagnostics"
+frame.ensure()  # a deep link on a fresh server runs this page alone (vae/ui/frame.py)
+
+URL = "diagnostics"
 K_CHOICES = [1, 10, 50, 100, 500, 1000, 5000]
 
 run = models.require_run()

@@ -6,7 +6,9 @@ import streamlit as st
 from vae.data import DatasetError
 from vae.imageio import ImageError, open_image
 from vae.preprocess import PreprocessError
-from vae.ui import cache, charts, data, images, infer, maps, models, state
+from vae.ui import cache, charts, data, frame, images, infer, maps, models, state
+
+frame.ensure()  # a deep link on a fresh server runs this page alone (vae/ui/frame.py)
 
 K = 8  # nearest neighbours shown
 

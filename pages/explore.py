@@ -11,6 +11,7 @@ from vae.ui import (
     cache,
     data,
     fits,
+    frame,
     image_grids,
     images,
     infer,
@@ -20,6 +21,8 @@ from vae.ui import (
     sliders,
     state,
 )
+
+frame.ensure()  # a deep link on a fresh server runs this page alone (vae/ui/frame.py)
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 SIZES = [1000, 2000, 5000, 10_000]

@@ -8,9 +8,11 @@ from vae.imageio import ImageError, open_image
 from vae.preprocess import PreprocessError
 from vae.projection import ProjectionError
 from vae.traversal import attribute_vector, nearest_labels, path_codes
-from vae.ui import cache, charts, data, image_grids, images, infer, live, maps, models, state
+from vae.ui import cache, charts, data, frame, image_grids, images, infer, live, maps, models, state
 
-URL = "interpolate-latents"
+frame.ensure()  # a deep link on a fresh server runs this page alone (vae/ui/frame.py)
+
+URL = "interpolate"
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 MODES = {"lerp": "Straight line (lerp)", "slerp": "Great circle (slerp)"}
 SOURCES = {

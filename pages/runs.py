@@ -7,7 +7,9 @@ import streamlit as st
 from vae import archive, jobs
 from vae.checkpoint import CheckpointError, train_state_meta
 from vae.record import read_logs
-from vae.ui import models, state, training
+from vae.ui import frame, models, state, training
+
+frame.ensure()  # a deep link on a fresh server runs this page alone (vae/ui/frame.py)
 
 VERSION = "_library_version"  # bumped after a change, to reset the table selection and upload
 

@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from vae.ui import models, training
+from vae.ui import frame, models, training
+
+frame.ensure()  # a deep link on a fresh server runs this page alone (vae/ui/frame.py)
 
 st.title("Train a model")
 st.caption(

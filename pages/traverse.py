@@ -6,9 +6,23 @@ import streamlit as st
 from vae.data import DatasetError
 from vae.projection import ProjectionError
 from vae.traversal import direction_plane_codes, manifold_codes, offsets, traversal_codes
-from vae.ui import cache, data, image_grids, images, infer, live, maps, models, sliders, state
+from vae.ui import (
+    cache,
+    data,
+    frame,
+    image_grids,
+    images,
+    infer,
+    live,
+    maps,
+    models,
+    sliders,
+    state,
+)
 
-URL = "traverse-latents"
+frame.ensure()  # a deep link on a fresh server runs this page alone (vae/ui/frame.py)
+
+URL = "traverse"
 STEPS = [5, 7, 9, 11, 13]
 
 run = models.require_run()

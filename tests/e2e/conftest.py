@@ -133,9 +133,8 @@ def _serve(app_dirs: dict[str, Path], browser, **extra_env: str):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
-        # Open the home page once, as a first visitor would. (On a fresh server, a first visit
-        # straight to a sub-page gets Streamlit's "Page not found" notice once, because a
-        # folder named pages/ makes it try legacy page discovery before app.py's navigation.)
+        # Open the home page once, as a first visitor would, so that tests start on a warm
+        # server (a first visit straight to a page is test_deep_link_e2e.py's).
         pg = browser.new_page()
         pg.goto(url)
         pg.wait_for_selector(DECODED, timeout=90_000)

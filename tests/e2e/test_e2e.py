@@ -182,7 +182,7 @@ def test_box_select_shows_a_grid(page, app_url):
 def test_upload_photo_shows_neighbours(page, app_url, tmp_path):
     photo = tmp_path / "digit.png"
     photo.write_bytes(digit_photo_png())
-    page.goto(f"{app_url}/encode-image")
+    page.goto(f"{app_url}/encode")
     page.wait_for_selector('[data-testid="stMain"] input[type="file"]', state="attached")
     page.locator('[data-testid="stMain"] input[type="file"]').first.set_input_files(str(photo))
     page.get_by_text("Nearest dataset images").first.wait_for(timeout=60_000)

@@ -24,11 +24,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 EXAMPLE = "vae/examples/my_vae.py"
 PAGES = [
-    "explore-latent-space",
-    "encode-image",
-    "traverse-latents",
-    "interpolate-latents",
-    "model-diagnostics",
+    "explore",
+    "encode",
+    "traverse",
+    "interpolate",
+    "diagnostics",
 ]
 
 

@@ -83,7 +83,7 @@ def test_page_in_the_url_opens_that_page(model_dirs, monkeypatch):
     monkeypatch.setenv("VAE_RUNS_DIR", str(model_dirs["runs"]))
     monkeypatch.setenv("VAE_CACHE_DIR", str(model_dirs["cache"]))
     at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params.update({"page": "encode-image", "model": "asset:digits-wide"})
+    at.query_params.update({"page": "encode", "model": "asset:digits-wide"})
     at.run()
     assert not at.exception
     assert at.title[0].value == "Encode your own image"

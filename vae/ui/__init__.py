@@ -35,4 +35,6 @@ Modules:
 - `analysis`: cached model analyses for Diagnostics and Demos.
 - `training`: the Train page (form, live view, checkpoint preview, figures).
 - `guard`: errors to messages (the project's own) or an error id (a bug).
+- `frame`: `frame.ensure()`, each page's first call, brings a page that Streamlit ran alone (a
+  deep link as a fresh server's first request) back inside app.py's frame.
 """
