@@ -42,18 +42,31 @@ PAGES = [
     ("pages/runs.py", "Model library", ":material/inventory_2:", "runs"),
 ]
 
+# The home page is served at "/", so Streamlit would answer a link to /explore with "Page not
+# found": a hidden page at that path takes such a link home. (Streamlit keys pages by url path,
+# so the home page itself is registered under another one, which no link shows.)
+HOME = next(url for script, *_, url in PAGES if (ROOT / script).is_file())
 pages = {
-    url: st.Page(script, title=title, icon=icon, url_path=url, default=(i == 0))
-    for i, (script, title, icon, url) in enumerate(PAGES)
+    url: st.Page(
+        script,
+        title=title,
+        icon=icon,
+        url_path=f"{url}-home" if url == HOME else url,
+        default=url == HOME,
+    )
+    for script, title, icon, url in PAGES
     if (ROOT / script).is_file()
 }
+home_alias = st.Page(lambda: None, title=pages[HOME].title, url_path=HOME, visibility="hidden")
 
 threads = infer.configure_threads()
 # --model/--weights/--data after `--` in `streamlit run app.py -- ...`, which makes this script
 # sys.argv[0] (under a test runner, sys.argv is the runner's own)
 models.configure_user_model(sys.argv[1:] if Path(sys.argv[0]).name == Path(__file__).name else [])
 state.init()
-page = st.navigation(list(pages.values()))
+page = st.navigation([*pages.values(), home_alias])
+if page is home_alias:
+    st.switch_page(pages[HOME])
 url_path = next((u for u, p in pages.items() if p is page), "")
 wanted = state.take_url_page()
 if wanted in pages and wanted != url_path:

@@ -17,7 +17,14 @@ NAV = '[data-testid="stSidebarNav"] a'
 
 @pytest.mark.parametrize(
     ("path", "title"),
-    [("encode", "Encode your own image"), ("traverse?model=asset:digits-wide", "Traverse")],
+    [
+        ("encode", "Encode your own image"),
+        ("traverse?model=asset:digits-wide", "Traverse"),
+        (
+            "explore?model=asset:digits-wide",
+            "Explore the latent space",
+        ),  # the home page, which "/" also serves
+    ],
 )
 def test_first_request_of_a_fresh_server_opens_the_page_in_the_frame(page, app_dirs, path, title):
     port = free_port()
