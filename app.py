@@ -45,7 +45,8 @@ PAGES = [
 # The home page is served at "/", so Streamlit would answer a link to /explore with "Page not
 # found": a hidden page at that path takes such a link home. (Streamlit keys pages by url path,
 # so the home page itself is registered under another one, which no link shows.)
-HOME = next(url for script, *_, url in PAGES if (ROOT / script).is_file())
+present = [row for row in PAGES if (ROOT / row[0]).is_file()]
+HOME = present[0][3]
 pages = {
     url: st.Page(
         script,
@@ -54,8 +55,7 @@ pages = {
         url_path=f"{url}-home" if url == HOME else url,
         default=url == HOME,
     )
-    for script, title, icon, url in PAGES
-    if (ROOT / script).is_file()
+    for script, title, icon, url in present
 }
 home_alias = st.Page(lambda: None, title=pages[HOME].title, url_path=HOME, visibility="hidden")
 

@@ -20,10 +20,8 @@ NAV = '[data-testid="stSidebarNav"] a'
     [
         ("encode", "Encode your own image"),
         ("traverse?model=asset:digits-wide", "Traverse"),
-        (
-            "explore?model=asset:digits-wide",
-            "Explore the latent space",
-        ),  # the home page, which "/" also serves
+        # the home page, which "/" also serves
+        ("explore?model=asset:digits-wide", "Explore the latent space"),
     ],
 )
 def test_first_request_of_a_fresh_server_opens_the_page_in_the_frame(page, app_dirs, path, title):
